@@ -1,0 +1,79 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+
+use crate::state::{Event, Handle, Wait};
+
+pin_project! {
+    /// Resolves once the drain has tripped and every admitted request has
+    /// ended. Returned by [`Drain::drained`](crate::Drain::drained).
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct Drained {
+        // Keeps the block from being recycled while the wait refers to it.
+        handle: Handle,
+        #[pin]
+        wait: Wait,
+    }
+}
+
+pin_project! {
+    /// Resolves once the drain has tripped. Returned by
+    /// [`DrainSignal::tripped`](crate::DrainSignal::tripped).
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct Tripped {
+        handle: Handle,
+        #[pin]
+        wait: Wait,
+    }
+}
+
+impl Drained {
+    pub(crate) fn new(handle: Handle) -> Self {
+        let wait = Wait::new(handle.block(), Event::Drained);
+        Self { handle, wait }
+    }
+}
+
+impl Tripped {
+    pub(crate) fn new(handle: Handle) -> Self {
+        let wait = Wait::new(handle.block(), Event::Tripped);
+        Self { handle, wait }
+    }
+}
+
+impl Future for Drained {
+    type Output = ();
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.project().wait.poll(cx)
+    }
+}
+
+impl Future for Tripped {
+    type Output = ();
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.project().wait.poll(cx)
+    }
+}
+
+impl fmt::Debug for Drained {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Drained")
+            .field("drain", &self.handle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Tripped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tripped")
+            .field("drain", &self.handle)
+            .finish_non_exhaustive()
+    }
+}

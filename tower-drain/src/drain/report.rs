@@ -1,0 +1,78 @@
+use std::fmt;
+use std::time::Duration;
+
+/// What a [`Drain::shutdown`](crate::Drain::shutdown) did.
+///
+/// `Display` gives a one-line summary for the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DrainReport {
+    pub(crate) elapsed: Duration,
+    pub(crate) in_flight_at_trip: usize,
+    pub(crate) completed: usize,
+    pub(crate) rejected: usize,
+    pub(crate) cut: usize,
+    pub(crate) unfinished: usize,
+    pub(crate) deadline_reached: bool,
+}
+
+impl DrainReport {
+    /// How long the drain took, from the trip until it returned.
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    /// Requests that were in flight when the drain tripped.
+    pub fn in_flight_at_trip(&self) -> usize {
+        self.in_flight_at_trip
+    }
+
+    /// Requests in flight at the trip that finished on their own during the
+    /// drain, response body included.
+    pub fn completed(&self) -> usize {
+        self.completed
+    }
+
+    /// Requests refused because the drain had tripped.
+    pub fn rejected(&self) -> usize {
+        self.rejected
+    }
+
+    /// Requests cut at the deadline: a pending response answered with the
+    /// rejection, or a streaming body ended with an error.
+    pub fn cut(&self) -> usize {
+        self.cut
+    }
+
+    /// Requests still in flight when the report was made: cut, but not yet
+    /// unwound (their connection task never polled them again).
+    pub fn unfinished(&self) -> usize {
+        self.unfinished
+    }
+
+    /// Whether the deadline passed before the last request ended.
+    pub fn deadline_reached(&self) -> bool {
+        self.deadline_reached
+    }
+
+    /// Nothing was cut and nothing is left: everything admitted finished.
+    pub fn is_clean(&self) -> bool {
+        self.cut == 0 && self.unfinished == 0
+    }
+}
+
+impl fmt::Display for DrainReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "drained in {:?}: {} in flight at trip, {} completed, {} cut, {} rejected",
+            self.elapsed, self.in_flight_at_trip, self.completed, self.cut, self.rejected
+        )?;
+        if self.unfinished > 0 {
+            write!(f, ", {} unfinished", self.unfinished)?;
+        }
+        if self.deadline_reached {
+            f.write_str(" (deadline reached)")?;
+        }
+        Ok(())
+    }
+}

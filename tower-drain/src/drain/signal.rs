@@ -1,0 +1,47 @@
+use super::Tripped;
+use crate::state::Handle;
+
+/// A read-only view of a [`Drain`](crate::Drain): has it tripped, and a future
+/// for when it does.
+///
+/// Cheap to clone; hand one to handlers that stream, so they can wind down.
+///
+/// # Example
+///
+/// ```
+/// use tower_drain::Drain;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let drain = Drain::new();
+/// let signal = drain.signal();
+/// assert!(!signal.is_tripped());
+///
+/// drain.trip();
+/// signal.tripped().await;
+/// assert!(signal.is_tripped());
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct DrainSignal {
+    handle: Handle,
+}
+
+impl DrainSignal {
+    pub(crate) fn new(handle: Handle) -> Self {
+        Self { handle }
+    }
+
+    /// Whether the drain has tripped: new requests are being refused.
+    pub fn is_tripped(&self) -> bool {
+        self.handle.block().is_tripped()
+    }
+
+    /// A future that resolves once the drain has tripped (at once if it has).
+    ///
+    /// It is `'static` and owns what it needs, so it can be handed to
+    /// `axum::serve(..).with_graceful_shutdown` or stored in a stream.
+    pub fn tripped(&self) -> Tripped {
+        Tripped::new(self.handle.clone())
+    }
+}

@@ -1,0 +1,142 @@
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use crate::state::{Deadline, Guard};
+use crate::{BoxError, Cut};
+
+pin_project! {
+    /// Response body of [`DrainService`](super::DrainService).
+    ///
+    /// An admitted response's body holds its request's count until it ends:
+    /// at its last frame, at an error, or when it is dropped. At the drain
+    /// deadline a body that is still waiting for its next frame ends with a
+    /// [`Cut`] error. A rejection's body is the rejection's bytes.
+    pub struct ResponseBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B> {
+        Tracked {
+            #[pin]
+            inner: B,
+            #[pin]
+            deadline: Deadline,
+            guard: Guard,
+        },
+        Rejected {
+            data: Option<Bytes>,
+        },
+        Ended,
+    }
+}
+
+impl<B> ResponseBody<B> {
+    pub(crate) fn tracked(inner: B, guard: Guard) -> Self {
+        Self {
+            kind: Kind::Tracked {
+                inner,
+                deadline: Deadline::new(),
+                guard,
+            },
+        }
+    }
+
+    pub(crate) fn rejected(data: Bytes) -> Self {
+        Self {
+            kind: Kind::Rejected {
+                data: (!data.is_empty()).then_some(data),
+            },
+        }
+    }
+}
+
+/// What the inner body's poll came to, decided while it is still borrowed.
+enum Outcome<D, E> {
+    Frame(Frame<D>),
+    End(Option<E>),
+    Cut,
+}
+
+impl<B> Body for ResponseBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let outcome = match self.as_mut().project().kind.project() {
+            KindProj::Tracked {
+                inner,
+                deadline,
+                guard,
+            } => match inner.poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => Outcome::Frame(frame),
+                Poll::Ready(Some(Err(err))) => Outcome::End(Some(err)),
+                Poll::Ready(None) => Outcome::End(None),
+                Poll::Pending if deadline.poll_passed(guard, cx) => {
+                    guard.record_cut();
+                    Outcome::Cut
+                }
+                Poll::Pending => return Poll::Pending,
+            },
+            KindProj::Rejected { data } => {
+                return Poll::Ready(data.take().map(|data| Ok(Frame::data(data))))
+            }
+            KindProj::Ended => return Poll::Ready(None),
+        };
+        let end = match outcome {
+            Outcome::Frame(frame) => return Poll::Ready(Some(Ok(frame))),
+            Outcome::End(err) => err.map(Into::into),
+            Outcome::Cut => Some(Cut::new().into()),
+        };
+        // Drops the inner body before the guard (field order): the count is
+        // given back once the application's body is gone.
+        self.project().kind.set(Kind::Ended);
+        Poll::Ready(end.map(Err))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Tracked { inner, .. } => inner.is_end_stream(),
+            Kind::Rejected { data } => data.is_none(),
+            Kind::Ended => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Tracked { inner, .. } => inner.size_hint(),
+            Kind::Rejected { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |data| data.len() as u64))
+            }
+            Kind::Ended => SizeHint::with_exact(0),
+        }
+    }
+}
+
+impl<B> fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.kind {
+            Kind::Tracked { .. } => "tracked",
+            Kind::Rejected { .. } => "rejected",
+            Kind::Ended => "ended",
+        };
+        f.debug_struct("ResponseBody")
+            .field("state", &state)
+            .finish_non_exhaustive()
+    }
+}

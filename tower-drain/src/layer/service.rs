@@ -1,0 +1,322 @@
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
+use super::{DefaultReject, Reject, Rejection, ResponseBody, ResponseFuture};
+use crate::state::{current_slot, Handle};
+use crate::BoxError;
+
+/// The service made by [`DrainLayer`](super::DrainLayer).
+///
+/// While serving, it passes requests on and counts each until its response
+/// body ends. Once the drain has tripped, it answers with the rejection
+/// instead of calling the inner service.
+#[derive(Clone, Debug)]
+pub struct DrainService<S, R = DefaultReject> {
+    inner: S,
+    handle: Handle,
+    reject: R,
+}
+
+impl<S, R> DrainService<S, R> {
+    pub(crate) fn new(inner: S, handle: Handle, reject: R) -> Self {
+        Self {
+            inner,
+            handle,
+            reject,
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for DrainService<S, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body<Data = Bytes>,
+    ResBody::Error: Into<BoxError>,
+    R: Reject,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, R>;
+
+    /// Passed through: readiness is the inner service's, never counted, and a
+    /// drain never fails it (an error here means "discard this service").
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let rejection = Rejection::new(&req);
+        match self.handle.block().try_admit(current_slot()) {
+            Some(guard) => ResponseFuture::admitted(
+                self.inner.call(req),
+                guard,
+                rejection,
+                self.reject.clone(),
+            ),
+            None => ResponseFuture::rejected(&self.reject, &rejection),
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::Ordering;
+
+    use futures_util::FutureExt;
+    use http::{Request, Response, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::{Layer, Service, ServiceExt};
+    use tower_test::mock;
+
+    use crate::test_support::{channel_body, counting_service, full, TestBody};
+    use crate::Drain;
+
+    #[tokio::test]
+    async fn p1_request_after_trip_never_reaches_inner() {
+        let drain = Drain::new();
+        let (calls, inner) = counting_service();
+        let mut svc = drain.layer().layer(inner);
+
+        svc.ready()
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await
+            .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        drain.trip();
+        for _ in 0..3 {
+            let res = svc
+                .ready()
+                .await
+                .unwrap()
+                .call(Request::new(()))
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "inner saw a request after trip"
+        );
+    }
+
+    #[tokio::test]
+    async fn p1_counted_until_the_body_ends_not_the_future() {
+        let drain = Drain::new();
+        let (tx, body) = channel_body();
+        let mut body = Some(body);
+        let mut svc = drain
+            .layer()
+            .layer(tower::service_fn(move |_req: Request<()>| {
+                let body = body.take().unwrap();
+                async move { Ok::<_, Infallible>(Response::new(body)) }
+            }));
+
+        let res = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await
+            .unwrap();
+        assert_eq!(drain.in_flight(), 1, "resolved future, body still open");
+
+        drain.trip();
+        let mut drained = std::pin::pin!(drain.drained());
+        assert!(drained.as_mut().now_or_never().is_none(), "body still open");
+
+        tx.send(Ok("chunk".into())).unwrap();
+        drop(tx);
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "chunk");
+        assert_eq!(drain.in_flight(), 0);
+        drained.await;
+    }
+
+    #[tokio::test]
+    async fn p3_count_returns_to_zero_on_inner_error() {
+        let drain = Drain::new();
+        let mut svc = drain
+            .layer()
+            .layer(tower::service_fn(|_req: Request<()>| async {
+                Err::<Response<TestBody>, _>("handler failed")
+            }));
+        let err = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await
+            .unwrap_err();
+        assert_eq!(err, "handler failed");
+        assert_eq!(drain.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn p3_count_returns_to_zero_when_the_handler_panics() {
+        let drain = Drain::new();
+        let svc = drain
+            .layer()
+            .layer(tower::service_fn(|_req: Request<()>| async {
+                if true {
+                    panic!("handler panicked");
+                }
+                Ok::<Response<TestBody>, Infallible>(Response::new(full("")))
+            }));
+        let task = tokio::spawn(svc.oneshot(Request::new(())));
+        assert!(task.await.unwrap_err().is_panic());
+        assert_eq!(drain.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn p3_count_returns_to_zero_when_the_future_is_dropped() {
+        let drain = Drain::new();
+        let mut svc = drain
+            .layer()
+            .layer(tower::service_fn(|_req: Request<()>| async {
+                std::future::pending::<()>().await;
+                Ok::<Response<TestBody>, Infallible>(Response::new(full("")))
+            }));
+        let fut = svc.ready().await.unwrap().call(Request::new(()));
+        assert_eq!(drain.in_flight(), 1);
+        drop(fut);
+        assert_eq!(drain.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn p3_count_returns_to_zero_when_the_body_is_dropped_mid_stream() {
+        let drain = Drain::new();
+        let (tx, body) = channel_body();
+        let mut body = Some(body);
+        let mut svc = drain
+            .layer()
+            .layer(tower::service_fn(move |_req: Request<()>| {
+                let body = body.take().unwrap();
+                async move { Ok::<_, Infallible>(Response::new(body)) }
+            }));
+        let res = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await
+            .unwrap();
+        tx.send(Ok("first".into())).unwrap();
+        let mut body = Box::pin(res.into_body());
+        let frame = body.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), "first");
+        assert_eq!(drain.in_flight(), 1);
+        drop(body);
+        assert_eq!(drain.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn p3_count_returns_to_zero_when_the_body_errors() {
+        let drain = Drain::new();
+        let (tx, body) = channel_body();
+        let mut body = Some(body);
+        let mut svc = drain
+            .layer()
+            .layer(tower::service_fn(move |_req: Request<()>| {
+                let body = body.take().unwrap();
+                async move { Ok::<_, Infallible>(Response::new(body)) }
+            }));
+        let res = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await
+            .unwrap();
+        tx.send(Err(std::io::Error::other("upstream broke")))
+            .unwrap();
+        let mut body = Box::pin(res.into_body());
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert_eq!(err.to_string(), "upstream broke");
+        // Given back at the error, not at the drop.
+        assert_eq!(drain.in_flight(), 0);
+        assert!(body.frame().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn p4_poll_ready_passes_through_and_never_counts() {
+        let drain = Drain::new();
+        let (mut svc, mut handle) =
+            mock::spawn_layer::<Request<()>, Response<TestBody>, _>(drain.layer());
+
+        handle.allow(0);
+        assert!(
+            svc.poll_ready().is_pending(),
+            "inner not ready, layer not ready"
+        );
+        handle.send_error("broken");
+        let err = match svc.poll_ready() {
+            std::task::Poll::Ready(Err(err)) => err,
+            other => panic!("expected the inner error, got {other:?}"),
+        };
+        assert_eq!(err.to_string(), "broken");
+        assert_eq!(drain.in_flight(), 0);
+
+        let (mut svc, mut handle) =
+            mock::spawn_layer::<Request<()>, Response<TestBody>, _>(drain.layer());
+        handle.allow(1);
+        drain.trip();
+        // Tripped, yet readiness is the inner service's and nothing is counted.
+        assert!(svc.poll_ready().is_ready());
+        assert_eq!(drain.in_flight(), 0);
+    }
+
+    #[test]
+    fn p8_error_is_the_inner_error_and_works_in_axum_without_handle_error() {
+        fn assert_error<S, Req>(_: &S)
+        where
+            S: tower::Service<Req, Error = Infallible>,
+        {
+        }
+        let drain = Drain::new();
+        let (_, inner) = counting_service();
+        assert_error::<_, Request<()>>(&drain.layer().layer(inner));
+
+        let _app: axum::Router = axum::Router::new()
+            .route("/", axum::routing::get(|| async { "hi" }))
+            .layer(drain.layer());
+    }
+
+    #[test]
+    fn handles_are_send_sync_clone() {
+        fn assert_send_sync_clone<T: Send + Sync + Clone + 'static>() {}
+        assert_send_sync_clone::<crate::Drain>();
+        assert_send_sync_clone::<crate::DrainSignal>();
+        assert_send_sync_clone::<crate::DrainLayer>();
+        assert_send_sync_clone::<crate::DrainService<tower::util::BoxCloneSyncService<(), (), ()>>>(
+        );
+        fn assert_send<T: Send + 'static>() {}
+        assert_send::<crate::drain::Drained>();
+        assert_send::<crate::drain::Tripped>();
+        assert_send::<crate::layer::ResponseBody<TestBody>>();
+    }
+}

@@ -1,0 +1,230 @@
+//! The shared state behind a [`Drain`](crate::Drain).
+//!
+//! The in-flight count is sharded into slots, one cache line each, and a thread
+//! always admits into the same slot, so two cores serving requests never write
+//! the same line. Each slot word holds the count *and* the `TRIPPED` bit that
+//! guards it: admission checks the bit and takes a count in one
+//! compare-and-swap, so no request can slip in after a trip has set the bit
+//! (P2). Release is one `fetch_sub`. That is the whole hot path: two atomic
+//! read-modify-writes on a line the current core already owns.
+//!
+//! Once every slot has its bit, no slot count can grow again, so "drained"
+//! (tripped and every count zero) is a state that, once reached, holds for good.
+//! Waiters re-check it whenever a tripped slot reaches zero.
+
+mod guard;
+#[cfg(all(test, loom))]
+mod loom;
+mod pool;
+mod wait;
+
+pub(crate) use guard::{Deadline, Guard};
+pub(crate) use pool::Handle;
+pub(crate) use wait::{Event, Wait};
+
+use std::fmt;
+
+use crate::sync::{AtomicBool, AtomicUsize, Notified, Notify, Ordering};
+
+/// Set in every slot word when the drain trips: admission fails from then on.
+const TRIPPED: usize = 1;
+/// Set in every slot word at the drain deadline: admitted work is cut.
+const FORCED: usize = 2;
+/// One admitted request in a slot word.
+const ONE: usize = 4;
+
+#[inline]
+fn count(word: usize) -> usize {
+    word / ONE
+}
+
+/// One shard of the in-flight count, alone on its cache line (128 bytes covers
+/// the adjacent-line prefetch of current x86 parts).
+#[repr(align(128))]
+pub(crate) struct Slot {
+    word: AtomicUsize,
+    rejected: AtomicUsize,
+    cut: AtomicUsize,
+    /// Wakes this slot's waiting futures and bodies at the deadline.
+    deadline: Notify,
+}
+
+impl Slot {
+    fn new() -> Self {
+        Self {
+            word: AtomicUsize::new(0),
+            rejected: AtomicUsize::new(0),
+            cut: AtomicUsize::new(0),
+            deadline: Notify::new(),
+        }
+    }
+}
+
+/// Everything one `Drain` shares with its layers, services, guards and futures.
+pub(crate) struct Block {
+    slots: Box<[Slot]>,
+    /// `slots.len() - 1`; the length is a power of two.
+    mask: usize,
+    /// Set once every slot carries `TRIPPED`.
+    tripped: AtomicBool,
+    /// Set once every slot carries `FORCED`.
+    forced: AtomicBool,
+    /// Requests in flight at the trip: each slot's count when its bit was set.
+    at_trip: AtomicUsize,
+    on_trip: Notify,
+    /// Notified when a tripped slot reaches zero, and at the trip itself.
+    on_release: Notify,
+    /// Live [`Handle`]s; when it reaches zero the block goes back to the pool.
+    handles: AtomicUsize,
+}
+
+impl Block {
+    pub(crate) fn new(slots: usize) -> Self {
+        let slots = slots.max(1).next_power_of_two();
+        Self {
+            slots: (0..slots).map(|_| Slot::new()).collect(),
+            mask: slots - 1,
+            tripped: AtomicBool::new(false),
+            forced: AtomicBool::new(false),
+            at_trip: AtomicUsize::new(0),
+            on_trip: Notify::new(),
+            on_release: Notify::new(),
+            handles: AtomicUsize::new(1),
+        }
+    }
+
+    /// Admits one request into slot `index` (any number; it is masked), or
+    /// counts a rejection there if the drain has tripped.
+    #[inline]
+    pub(crate) fn try_admit(&'static self, index: usize) -> Option<Guard> {
+        let slot = &self.slots[index & self.mask];
+        let mut word = slot.word.load(Ordering::Relaxed);
+        loop {
+            if word & TRIPPED != 0 {
+                slot.rejected.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            match slot.word.compare_exchange_weak(
+                word,
+                word + ONE,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(Guard::new(self, slot)),
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    /// Sets `TRIPPED` in every slot. Returns `true` for the call that tripped
+    /// the drain; later (or concurrent losing) calls return `false`. Either way,
+    /// once it returns, no request is admitted again.
+    pub(crate) fn trip(&self) -> bool {
+        for slot in self.slots.iter() {
+            let prev = slot.word.fetch_or(TRIPPED, Ordering::AcqRel);
+            if prev & TRIPPED == 0 {
+                self.at_trip.fetch_add(count(prev), Ordering::Relaxed);
+            }
+        }
+        let first = !self.tripped.swap(true, Ordering::AcqRel);
+        if first {
+            self.on_trip.notify_waiters();
+            self.on_release.notify_waiters();
+        }
+        first
+    }
+
+    /// Trips, then sets `FORCED` in every slot and wakes every waiting guard.
+    /// Returns `true` for the call that forced the drain.
+    pub(crate) fn force(&self) -> bool {
+        self.trip();
+        for slot in self.slots.iter() {
+            slot.word.fetch_or(FORCED, Ordering::AcqRel);
+        }
+        let first = !self.forced.swap(true, Ordering::AcqRel);
+        if first {
+            for slot in self.slots.iter() {
+                slot.deadline.notify_waiters();
+            }
+        }
+        first
+    }
+
+    pub(crate) fn is_tripped(&self) -> bool {
+        self.tripped.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_forced(&self) -> bool {
+        self.forced.load(Ordering::Acquire)
+    }
+
+    /// Tripped, and nothing in flight. Once true, true for good.
+    pub(crate) fn is_drained(&self) -> bool {
+        self.is_tripped() && self.in_flight() == 0
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.sum(|slot| count(slot.word.load(Ordering::Acquire)))
+    }
+
+    pub(crate) fn in_flight_at_trip(&self) -> usize {
+        self.at_trip.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn rejected(&self) -> usize {
+        self.sum(|slot| slot.rejected.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn cut(&self) -> usize {
+        self.sum(|slot| slot.cut.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn notified(&self, event: Event) -> Notified<'_> {
+        match event {
+            Event::Tripped => self.on_trip.notified(),
+            Event::Drained => self.on_release.notified(),
+        }
+    }
+
+    fn sum(&self, f: impl Fn(&Slot) -> usize) -> usize {
+        self.slots.iter().map(f).sum()
+    }
+}
+
+impl fmt::Debug for Block {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Drain")
+            .field("tripped", &self.is_tripped())
+            .field("forced", &self.is_forced())
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
+
+/// The slot this thread admits into. Threads are numbered in the order they
+/// first admit a request, so a runtime's workers land on distinct slots.
+#[inline]
+pub(crate) fn current_slot() -> usize {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    std::thread_local! {
+        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    INDEX.with(|index| {
+        let mut i = index.get();
+        if i == usize::MAX {
+            i = NEXT.fetch_add(1, Ordering::Relaxed);
+            index.set(i);
+        }
+        i
+    })
+}
+
+/// How many slots a block gets: twice the cores, so that threads beyond the
+/// runtime's workers (blocking pools, other runtimes) rarely share a slot.
+fn slots_for_this_machine() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores * 2).clamp(2, 128)
+}
