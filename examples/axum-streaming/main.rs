@@ -1,1 +1,107 @@
-fn main() {}
+//! An axum server with a slow streaming route behind `DrainLayer`.
+//!
+//! On SIGTERM or Ctrl-C it drains: requests already streaming finish, new
+//! ones get `503` with `Retry-After`, and the process logs the report and
+//! exits (0 when nothing had to be cut). See `examples/README.md`.
+//!
+//! Environment: `ADDR` (default `127.0.0.1:3000`), `DRAIN_DEADLINE_SECS`
+//! (default 30).
+
+use std::convert::Infallible;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Query;
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use futures_util::stream;
+use tokio::net::TcpListener;
+use tower_drain::Drain;
+use tracing::info;
+
+#[tokio::main]
+async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
+    let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let deadline = match std::env::var("DRAIN_DEADLINE_SECS") {
+        Ok(secs) => Duration::from_secs(secs.parse()?),
+        Err(_) => Duration::from_secs(30),
+    };
+
+    let drain = Drain::new();
+    let app = Router::new()
+        .route("/", get(|| async { "hello\n" }))
+        .route("/stream", get(stream_tokens))
+        .layer(drain.layer());
+
+    let listener = TcpListener::bind(&addr).await?;
+    info!("listening on http://{}", listener.local_addr()?);
+    // The listener stays open during the drain, so late requests get a clean
+    // 503 instead of a refused connection; it closes once drained.
+    let drained = drain.drained();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(drained)
+            .await
+    });
+
+    shutdown_signal().await;
+    info!(?deadline, "shutdown signal received: draining");
+    // `tower-drain` logs the report too (its `tracing` feature); the summary
+    // on stdout is for scripts.
+    let report = drain.shutdown(deadline).await;
+    println!("{report}");
+
+    // Connections a cut request left behind must not hold the exit.
+    match tokio::time::timeout(Duration::from_secs(5), server).await {
+        Ok(served) => served??,
+        Err(_) => info!("server connections still open after the drain; exiting anyway"),
+    }
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct Tokens {
+    n: Option<u32>,
+}
+
+/// `GET /stream?n=25`: `n` tokens, one every 200 ms, like a model's output.
+async fn stream_tokens(Query(Tokens { n }): Query<Tokens>) -> Body {
+    let n = n.unwrap_or(25);
+    let tokens = stream::unfold(0, move |i| async move {
+        if i == n {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Some((
+            Ok::<_, Infallible>(Bytes::from(format!("token-{i}\n"))),
+            i + 1,
+        ))
+    });
+    Body::from_stream(tokens)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .expect("install Ctrl-C handler");
+}
