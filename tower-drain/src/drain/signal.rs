@@ -37,6 +37,14 @@ impl DrainSignal {
         self.handle.block().is_tripped()
     }
 
+    /// Whether the drain deadline has passed: what is still in flight is being
+    /// cut. A body wrapper inside [`DrainLayer`](crate::DrainLayer) can check
+    /// it when polled, since the layer wakes its body at the deadline, and end
+    /// cleanly instead of being cut.
+    pub fn is_forced(&self) -> bool {
+        self.handle.block().is_forced()
+    }
+
     /// A future that resolves once the drain has tripped (at once if it has).
     ///
     /// It is `'static` and owns what it needs, so it can be handed to

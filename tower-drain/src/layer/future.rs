@@ -327,7 +327,9 @@ mod tests {
         let stuck = tokio::spawn(svc.oneshot(request(Version::HTTP_11, None)));
         tokio::task::yield_now().await;
 
+        assert!(!drain.signal().is_forced());
         let report = drain.shutdown(Duration::from_secs(30)).await;
+        assert!(drain.signal().is_forced());
         let res = stuck.await.unwrap().unwrap();
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(res.headers()[CONNECTION], "close");
