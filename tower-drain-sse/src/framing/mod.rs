@@ -1,0 +1,117 @@
+//! Where a streaming body's events begin and end.
+//!
+//! A `Scanner` reads the bytes a body passes through, without copying them,
+//! and knows at every point whether the client has received whole events only,
+//! that is, whether a terminal frame may be appended there.
+
+mod ndjson;
+mod sse;
+
+use http::header::CONTENT_TYPE;
+use http::HeaderMap;
+
+pub(crate) use self::ndjson::NdjsonScanner;
+pub(crate) use self::sse::SseScanner;
+
+/// The streaming formats this crate understands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Framing {
+    /// Server-Sent Events, `text/event-stream`: events end at a blank line.
+    Sse,
+    /// Newline-delimited JSON, `application/x-ndjson` or `application/jsonl`:
+    /// every line is an event.
+    Ndjson,
+}
+
+impl Framing {
+    /// The framing a response's `content-type` announces, if it is a stream
+    /// this crate ends cleanly.
+    pub fn of(headers: &HeaderMap) -> Option<Self> {
+        let ct = headers.get(CONTENT_TYPE)?.as_bytes();
+        let essence = ct.split(|&b| b == b';').next()?.trim_ascii();
+        if essence.eq_ignore_ascii_case(b"text/event-stream") {
+            Some(Framing::Sse)
+        } else if essence.eq_ignore_ascii_case(b"application/x-ndjson")
+            || essence.eq_ignore_ascii_case(b"application/jsonl")
+        {
+            Some(Framing::Ndjson)
+        } else {
+            None
+        }
+    }
+}
+
+/// What a scanner has seen pass: reported to the cut hook.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Seen {
+    pub(crate) events: u64,
+    pub(crate) bytes: u64,
+    pub(crate) last_event_id: Option<String>,
+}
+
+/// A scanner for one of the framings.
+#[derive(Debug)]
+pub(crate) enum Scanner {
+    Sse(SseScanner),
+    Ndjson(NdjsonScanner),
+}
+
+impl Scanner {
+    pub(crate) fn new(framing: Framing) -> Self {
+        match framing {
+            Framing::Sse => Scanner::Sse(SseScanner::default()),
+            Framing::Ndjson => Scanner::Ndjson(NdjsonScanner::default()),
+        }
+    }
+
+    /// Reads `data`, the next bytes the client will receive.
+    #[inline]
+    pub(crate) fn feed(&mut self, data: &[u8]) {
+        match self {
+            Scanner::Sse(s) => s.feed(data),
+            Scanner::Ndjson(s) => s.feed(data),
+        }
+    }
+
+    /// Whether everything passed so far is whole events: a frame appended now
+    /// is read as an event of its own.
+    #[inline]
+    pub(crate) fn at_boundary(&self) -> bool {
+        match self {
+            Scanner::Sse(s) => s.at_boundary(),
+            Scanner::Ndjson(s) => s.at_boundary(),
+        }
+    }
+
+    pub(crate) fn seen(&self) -> &Seen {
+        match self {
+            Scanner::Sse(s) => s.seen(),
+            Scanner::Ndjson(s) => s.seen(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::header::{HeaderValue, CONTENT_TYPE};
+    use http::HeaderMap;
+
+    use super::Framing;
+
+    #[test]
+    fn framing_follows_the_content_type() {
+        let of = |ct: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+            Framing::of(&headers)
+        };
+        assert_eq!(of("text/event-stream"), Some(Framing::Sse));
+        assert_eq!(of("Text/Event-Stream; charset=utf-8"), Some(Framing::Sse));
+        assert_eq!(of("application/x-ndjson"), Some(Framing::Ndjson));
+        assert_eq!(of("application/jsonl"), Some(Framing::Ndjson));
+        assert_eq!(of("application/json"), None);
+        assert_eq!(of("text/plain"), None);
+        assert_eq!(Framing::of(&HeaderMap::new()), None);
+    }
+}

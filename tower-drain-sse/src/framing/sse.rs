@@ -1,0 +1,202 @@
+use super::Seen;
+
+/// The longest `id` value kept for the cut hook.
+const MAX_ID: usize = 1024;
+
+/// Server-Sent Events, read as the WHATWG parser reads them: lines end at
+/// CRLF, LF or CR (a LF right after a CR belongs to it, even across chunks); a
+/// blank line dispatches the event built from the field lines before it;
+/// lines starting with `:` are comments.
+///
+/// A boundary is a line start with no field line pending: appending an event
+/// there can neither complete a partial event nor merge into one.
+#[derive(Debug, Default)]
+pub(crate) struct SseScanner {
+    /// Bytes of the current line so far; 0 at a line start.
+    line_len: usize,
+    /// The first bytes of the current line: enough to tell `:` and `id:`.
+    head: [u8; 3],
+    /// The last byte ended a line with CR.
+    after_cr: bool,
+    /// A field line has ended since the last blank line.
+    fields_pending: bool,
+    /// The current line is an `id:` field; its value is collected.
+    in_id: bool,
+    id_value: Vec<u8>,
+    /// The WHATWG "last event ID buffer": set by `id` fields, kept across events.
+    id_buffer: Vec<u8>,
+    id_dirty: bool,
+    seen: Seen,
+}
+
+impl SseScanner {
+    pub(crate) fn feed(&mut self, mut data: &[u8]) {
+        self.seen.bytes += data.len() as u64;
+        while let Some((&first, rest)) = data.split_first() {
+            if std::mem::take(&mut self.after_cr) && first == b'\n' {
+                data = rest;
+                continue;
+            }
+            match memchr::memchr2(b'\n', b'\r', data) {
+                Some(end) => {
+                    self.line_bytes(&data[..end]);
+                    self.end_line();
+                    self.after_cr = data[end] == b'\r';
+                    data = &data[end + 1..];
+                }
+                None => {
+                    self.line_bytes(data);
+                    return;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn at_boundary(&self) -> bool {
+        self.line_len == 0 && !self.fields_pending
+    }
+
+    pub(crate) fn seen(&self) -> &Seen {
+        &self.seen
+    }
+
+    fn line_bytes(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let start = self.line_len;
+        self.line_len += bytes.len();
+        if start < self.head.len() {
+            let n = (self.head.len() - start).min(bytes.len());
+            self.head[start..start + n].copy_from_slice(&bytes[..n]);
+            if start + n == self.head.len() && self.head == *b"id:" {
+                self.in_id = true;
+                self.id_value.clear();
+                self.push_id(&bytes[n..]);
+            }
+        } else if self.in_id {
+            self.push_id(bytes);
+        }
+    }
+
+    fn push_id(&mut self, bytes: &[u8]) {
+        let room = MAX_ID.saturating_sub(self.id_value.len());
+        self.id_value
+            .extend_from_slice(&bytes[..room.min(bytes.len())]);
+    }
+
+    fn end_line(&mut self) {
+        let len = std::mem::take(&mut self.line_len);
+        let in_id = std::mem::take(&mut self.in_id);
+        if len == 0 {
+            // A blank line: the event is dispatched, and with it the last
+            // event ID the client now holds.
+            if std::mem::take(&mut self.fields_pending) {
+                self.seen.events += 1;
+            }
+            if std::mem::take(&mut self.id_dirty) {
+                let id = self.seen.last_event_id.get_or_insert_with(String::new);
+                id.clear();
+                id.push_str(&String::from_utf8_lossy(&self.id_buffer));
+            }
+            return;
+        }
+        if self.head[0] == b':' {
+            return;
+        }
+        self.fields_pending = true;
+        let value = if in_id {
+            let value = &self.id_value[..];
+            value.strip_prefix(b" ").unwrap_or(value)
+        } else if len == 2 && self.head[..2] == *b"id" {
+            &[]
+        } else {
+            return;
+        };
+        // An id containing NUL is ignored (WHATWG).
+        if !value.contains(&0) {
+            self.id_buffer.clear();
+            self.id_buffer.extend_from_slice(value);
+            self.id_dirty = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SseScanner;
+
+    fn scan(chunks: &[&str]) -> SseScanner {
+        let mut s = SseScanner::default();
+        for chunk in chunks {
+            s.feed(chunk.as_bytes());
+        }
+        s
+    }
+
+    #[test]
+    fn boundary_only_after_a_blank_line() {
+        assert!(scan(&[]).at_boundary(), "nothing sent yet");
+        assert!(!scan(&["data: a"]).at_boundary());
+        assert!(!scan(&["data: a\n"]).at_boundary(), "field pending");
+        assert!(scan(&["data: a\n\n"]).at_boundary());
+        assert!(scan(&["data: a\r\n\r\n"]).at_boundary());
+        assert!(scan(&["data: a\r\r"]).at_boundary());
+        assert!(scan(&["data: a\r\n\n"]).at_boundary(), "mixed endings");
+        assert!(scan(&["data: a\n\r\n"]).at_boundary(), "mixed endings");
+        assert!(
+            !scan(&["data: a\r\n"]).at_boundary(),
+            "CRLF is one line end"
+        );
+    }
+
+    #[test]
+    fn crlf_split_across_chunks_is_one_line_end() {
+        let s = scan(&["data: a\r", "\n"]);
+        assert!(!s.at_boundary());
+        let s = scan(&["data: a\r", "\n", "\r", "\n"]);
+        assert!(s.at_boundary());
+        assert_eq!(s.seen().events, 1);
+        // A CR, then a LF that belongs to it, then a field: still one event pending.
+        let s = scan(&["data: a\r", "\ndata: b\r", "\r"]);
+        assert!(s.at_boundary());
+        assert_eq!(s.seen().events, 1);
+    }
+
+    #[test]
+    fn comments_keep_a_boundary() {
+        assert!(scan(&[": keep-alive\n"]).at_boundary());
+        assert!(scan(&["data: a\n\n: ping\n"]).at_boundary());
+        assert!(!scan(&["data: a\n\n: pi"]).at_boundary(), "mid-line");
+    }
+
+    #[test]
+    fn counts_events_bytes_and_the_last_id() {
+        let chunks = [
+            "id: 1\ndata: a\n\n",
+            "data: b\n\nid:",
+            " 7",
+            "\ndata: c\n",
+            "\n",
+        ];
+        let s = scan(&chunks);
+        assert_eq!(s.seen().events, 3);
+        assert_eq!(
+            s.seen().bytes,
+            chunks.iter().map(|c| c.len() as u64).sum::<u64>()
+        );
+        assert_eq!(s.seen().last_event_id.as_deref(), Some("7"));
+
+        // The id counts once its event is dispatched, and persists after it.
+        let s = scan(&["id: 9\ndata: x\n"]);
+        assert_eq!(s.seen().last_event_id, None);
+        let s = scan(&["id: 9\ndata: x\n\ndata: y\n\n"]);
+        assert_eq!(s.seen().last_event_id.as_deref(), Some("9"));
+
+        // `id` alone resets it; an id with NUL is ignored.
+        let s = scan(&["id: 9\n\nid\n\n"]);
+        assert_eq!(s.seen().last_event_id.as_deref(), Some(""));
+        let s = scan(&["id: 9\n\nid: a\0b\n\n"]);
+        assert_eq!(s.seen().last_event_id.as_deref(), Some("9"));
+    }
+}

@@ -1,0 +1,202 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+use tower_drain::drain::Tripped;
+
+use crate::framing::{Framing, Scanner};
+use crate::terminal::{Config, CutStream};
+
+pin_project! {
+    /// Response body of [`SseDrainService`](super::SseDrainService).
+    ///
+    /// A streaming response's frames pass through as they are (the same
+    /// `Bytes`, no copy). Once the drain trips (and any grace is over), it
+    /// ends at the next event boundary: the terminal frame, then the end of
+    /// the stream. Other responses' bodies pass through untouched.
+    pub struct SseBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+
+    impl<B> PinnedDrop for SseBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            // Dropped unfinished after the deadline: the outer `DrainLayer` cut
+            // it mid-event. The hook hears of that cut too.
+            if let KindProj::Watched { watch, .. } = this.project().kind.project() {
+                if watch.config.signal.is_forced() {
+                    watch.config.cut(&CutStream::new(watch.framing, watch.scanner.seen()));
+                }
+            }
+        }
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B> {
+        Passthrough { #[pin] inner: B },
+        Watched {
+            #[pin]
+            inner: B,
+            #[pin]
+            tripped: Tripped,
+            watch: Watch,
+        },
+        Done,
+    }
+}
+
+/// A watched stream's state beside the inner body.
+struct Watch {
+    framing: Framing,
+    scanner: Scanner,
+    phase: Phase,
+    config: Arc<Config>,
+}
+
+enum Phase {
+    Serving,
+    /// Tripped; the stream may finish by itself until the timer fires.
+    Grace(Pin<Box<Sleep>>),
+    /// End at the next event boundary.
+    Ending,
+}
+
+impl<B> SseBody<B> {
+    pub(crate) fn passthrough(inner: B) -> Self {
+        Self {
+            kind: Kind::Passthrough { inner },
+        }
+    }
+
+    pub(crate) fn watched(inner: B, framing: Framing, config: Arc<Config>) -> Self {
+        Self {
+            kind: Kind::Watched {
+                inner,
+                tripped: config.signal.tripped(),
+                watch: Watch {
+                    framing,
+                    scanner: Scanner::new(framing),
+                    phase: Phase::Serving,
+                    config,
+                },
+            },
+        }
+    }
+}
+
+impl Watch {
+    /// Moves the phase on; registers for the trip and the grace timer.
+    fn advance(&mut self, tripped: Pin<&mut Tripped>, cx: &mut Context<'_>) {
+        if let Phase::Serving = self.phase {
+            if tripped.poll(cx).is_pending() {
+                return;
+            }
+            self.phase = match self.config.grace {
+                grace if grace.is_zero() => Phase::Ending,
+                grace => Phase::Grace(Box::pin(tokio::time::sleep(grace))),
+            };
+        }
+        if let Phase::Grace(timer) = &mut self.phase {
+            // At the deadline the outer `DrainLayer` wakes this body; end now.
+            if timer.as_mut().poll(cx).is_ready() || self.config.signal.is_forced() {
+                self.phase = Phase::Ending;
+            }
+        }
+    }
+
+    /// The terminal frame, if the stream should end here and now.
+    fn terminal(&self) -> Option<Bytes> {
+        if !matches!(self.phase, Phase::Ending) || !self.scanner.at_boundary() {
+            return None;
+        }
+        let cut = CutStream::new(self.framing, self.scanner.seen());
+        self.config.cut(&cut);
+        Some(self.config.terminal(&cut))
+    }
+}
+
+impl<B> Body for SseBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let last = match self.as_mut().project().kind.project() {
+            KindProj::Passthrough { inner } => return inner.poll_frame(cx),
+            KindProj::Done => return Poll::Ready(None),
+            KindProj::Watched {
+                inner,
+                tripped,
+                watch,
+            } => {
+                watch.advance(tripped, cx);
+                match watch.terminal() {
+                    Some(frame) => Some(Ok(Frame::data(frame))),
+                    None => match inner.poll_frame(cx) {
+                        Poll::Ready(Some(Ok(frame))) => {
+                            if let Some(data) = frame.data_ref() {
+                                watch.scanner.feed(data);
+                            }
+                            return Poll::Ready(Some(Ok(frame)));
+                        }
+                        Poll::Ready(Some(Err(err))) => Some(Err(err)),
+                        Poll::Ready(None) => None,
+                        Poll::Pending => return Poll::Pending,
+                    },
+                }
+            }
+        };
+        // Ended: by the terminal frame, an error, or by itself. Dropping the
+        // inner body drops the application's stream with it.
+        self.project().kind.set(Kind::Done);
+        Poll::Ready(last)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Passthrough { inner } => inner.is_end_stream(),
+            Kind::Watched { inner, .. } => inner.is_end_stream(),
+            Kind::Done => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Passthrough { inner } => inner.size_hint(),
+            // A terminal frame may be appended: no upper bound.
+            Kind::Watched { inner, .. } => {
+                let mut hint = SizeHint::new();
+                hint.set_lower(inner.size_hint().lower());
+                hint
+            }
+            Kind::Done => SizeHint::with_exact(0),
+        }
+    }
+}
+
+impl<B> fmt::Debug for SseBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("SseBody");
+        match &self.kind {
+            Kind::Passthrough { .. } => d.field("state", &"passthrough"),
+            Kind::Watched { watch, .. } => d
+                .field("state", &"watched")
+                .field("framing", &watch.framing),
+            Kind::Done => d.field("state", &"done"),
+        };
+        d.finish_non_exhaustive()
+    }
+}

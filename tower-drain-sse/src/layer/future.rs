@@ -1,0 +1,51 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use http::Response;
+use pin_project_lite::pin_project;
+
+use super::SseBody;
+use crate::framing::Framing;
+use crate::terminal::Config;
+
+pin_project! {
+    /// Response future of [`SseDrainService`](super::SseDrainService).
+    #[derive(Debug)]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        config: Option<Arc<Config>>,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn new(inner: F, config: Arc<Config>) -> Self {
+        Self {
+            inner,
+            config: Some(config),
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<SseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let res = ready!(this.inner.poll(cx))?;
+        let config = this
+            .config
+            .take()
+            .expect("ResponseFuture polled after completion");
+        let framing = Framing::of(res.headers());
+        Poll::Ready(Ok(res.map(|body| match framing {
+            Some(framing) => SseBody::watched(body, framing, config),
+            None => SseBody::passthrough(body),
+        })))
+    }
+}

@@ -1,0 +1,139 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tower_drain::DrainSignal;
+use tower_layer::Layer;
+
+use super::SseDrainService;
+use crate::terminal::{Config, CutStream};
+
+/// Ends streaming responses with a terminal frame when the drain trips.
+///
+/// The default SSE frame is
+///
+/// ```text
+/// event: end
+/// data: {"type":"end","reason":"server_shutdown","message":"the server is shutting down; reconnect to resume"}
+/// retry: 3000
+///
+/// ```
+///
+/// and for NDJSON the same JSON object on one line.
+///
+/// Boundaries are checked where the application's frames end: frames are
+/// never split (they pass through as the same `Bytes`), so a frame that
+/// finishes the event in progress and carries more whole events passes whole,
+/// and the terminal frame follows it.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use axum::{routing::get, Router};
+/// use tower_drain::Drain;
+/// use tower_drain_sse::SseDrainLayer;
+///
+/// let drain = Drain::new();
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "hello" }))
+///     .layer(
+///         SseDrainLayer::new(drain.signal())
+///             .message("deploying a new version; reconnect to resume")
+///             .grace(Duration::from_secs(5))
+///             .on_cut(|cut| {
+///                 println!("cut after {} events, last id {:?}", cut.events(), cut.last_event_id());
+///             }),
+///     )
+///     .layer(drain.layer()); // outermost
+/// ```
+#[derive(Clone, Debug)]
+pub struct SseDrainLayer {
+    config: Arc<Config>,
+}
+
+impl SseDrainLayer {
+    /// Watches streaming responses for `signal`'s trip.
+    pub fn new(signal: DrainSignal) -> Self {
+        Self {
+            config: Arc::new(Config::new(signal)),
+        }
+    }
+
+    /// The SSE `event:` name of the terminal frame (default `end`).
+    pub fn event(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        Arc::make_mut(&mut self.config).edit(|spec| spec.event = name);
+        self
+    }
+
+    /// The `reason` in the terminal frame's JSON (default `server_shutdown`).
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        Arc::make_mut(&mut self.config).edit(|spec| spec.reason = reason);
+        self
+    }
+
+    /// The human-readable `message` in the terminal frame's JSON.
+    pub fn message(mut self, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Arc::make_mut(&mut self.config).edit(|spec| spec.message = message);
+        self
+    }
+
+    /// Replaces the terminal frame's JSON with `data`: SSE `data:` lines (one
+    /// per line of `data`), or the NDJSON line (line breaks become spaces).
+    pub fn data(mut self, data: impl Into<String>) -> Self {
+        let data = data.into();
+        Arc::make_mut(&mut self.config).edit(|spec| spec.data = Some(data));
+        self
+    }
+
+    /// The SSE `retry:` hint, how long the client waits before reconnecting
+    /// (default 3 s); `None` leaves it out.
+    pub fn retry(mut self, retry: Option<Duration>) -> Self {
+        Arc::make_mut(&mut self.config).edit(|spec| spec.retry = retry);
+        self
+    }
+
+    /// Builds the whole terminal frame per stream, from what it had sent.
+    ///
+    /// The frame is appended as it is: for SSE it must be whole events (end
+    /// with a blank line) and must not begin with a line break.
+    pub fn frame_with<F>(mut self, frame: F) -> Self
+    where
+        F: Fn(&CutStream<'_>) -> Bytes + Send + Sync + 'static,
+    {
+        Arc::make_mut(&mut self.config).set_custom(Arc::new(frame));
+        self
+    }
+
+    /// How long a stream may run on after the trip to finish by itself
+    /// (default zero: it ends at the first event boundary after the trip).
+    /// When the grace is over, or at the drain deadline, it ends at the next
+    /// boundary.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        Arc::make_mut(&mut self.config).grace = grace;
+        self
+    }
+
+    /// Called once for every stream the drain ends (by the terminal frame, or
+    /// by the deadline cutting it), never for a stream that ended by itself.
+    /// It sees what the client received: the place to save partial output
+    /// for a client that resumes with `Last-Event-ID`.
+    pub fn on_cut<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&CutStream<'_>) + Send + Sync + 'static,
+    {
+        Arc::make_mut(&mut self.config).set_on_cut(Arc::new(hook));
+        self
+    }
+}
+
+impl<S> Layer<S> for SseDrainLayer {
+    type Service = SseDrainService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SseDrainService::new(inner, self.config.clone())
+    }
+}

@@ -1,0 +1,62 @@
+//! End streaming responses cleanly when a [`tower_drain::Drain`] trips.
+//!
+//! An SSE stream or an LLM token stream can last minutes. When the server
+//! drains, the client should get a well-formed last event that says why the
+//! stream ends, then a clean end of stream: not a reset, not a hang until the
+//! deadline, not half an event. [`SseDrainLayer`] does that for
+//! `text/event-stream` and newline-delimited JSON responses:
+//!
+//! - frames pass through untouched (the same `Bytes`, no copy) while a
+//!   scanner tracks the event boundaries;
+//! - at the trip (or after a grace period) the stream ends at the next event
+//!   boundary: every event the application completed arrives whole, then the
+//!   terminal frame, then the end of the stream;
+//! - a hook sees each stream the drain cut (events sent, the last event ID,
+//!   bytes), so partial output can be saved for a client that resumes.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use axum::response::sse::{Event, Sse};
+//! use axum::{routing::get, Router};
+//! use futures_util::stream;
+//! use tower_drain::Drain;
+//! use tower_drain_sse::SseDrainLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let drain = Drain::new();
+//! let app = Router::new()
+//!     .route("/chat", get(|| async {
+//!         let tokens = stream::repeat_with(|| Ok::<_, std::convert::Infallible>(Event::default().data("token")));
+//!         Sse::new(tokens)
+//!     }))
+//!     // Inside DrainLayer: the request counts until the terminal frame is out.
+//!     .layer(SseDrainLayer::new(drain.signal()))
+//!     .layer(drain.layer());
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let drained = drain.drained();
+//! let server = tokio::spawn(async move {
+//!     axum::serve(listener, app).with_graceful_shutdown(drained).await
+//! });
+//!
+//! // Open chat streams end with `event: end` at once, so this takes no time.
+//! let report = drain.shutdown(Duration::from_secs(30)).await;
+//! assert!(report.is_clean());
+//! server.await??;
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod framing;
+pub mod layer;
+mod terminal;
+
+pub use self::framing::Framing;
+pub use self::layer::{SseBody, SseDrainLayer, SseDrainService};
+pub use self::terminal::CutStream;

@@ -1,0 +1,228 @@
+//! The terminal frame and what a cut stream had sent.
+
+use std::fmt;
+use std::fmt::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tower_drain::DrainSignal;
+
+use crate::framing::{Framing, Seen};
+
+/// What a stream ended by the drain had sent, for the cut hook and for a
+/// custom terminal frame.
+#[derive(Debug)]
+pub struct CutStream<'a> {
+    framing: Framing,
+    seen: &'a Seen,
+}
+
+impl<'a> CutStream<'a> {
+    pub(crate) fn new(framing: Framing, seen: &'a Seen) -> Self {
+        Self { framing, seen }
+    }
+
+    /// The stream's framing.
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// Whole events the client received: SSE events dispatched, or NDJSON
+    /// lines.
+    pub fn events(&self) -> u64 {
+        self.seen.events
+    }
+
+    /// Bytes of the application's stream the client received (the terminal
+    /// frame not included).
+    pub fn bytes(&self) -> u64 {
+        self.seen.bytes
+    }
+
+    /// The last SSE event ID the client holds, the one it will send back as
+    /// `Last-Event-ID` when it reconnects.
+    pub fn last_event_id(&self) -> Option<&'a str> {
+        self.seen.last_event_id.as_deref()
+    }
+}
+
+type FrameFn = dyn Fn(&CutStream<'_>) -> Bytes + Send + Sync;
+type HookFn = dyn Fn(&CutStream<'_>) + Send + Sync;
+
+/// Everything a watched stream needs, shared by the layer's services.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) signal: DrainSignal,
+    pub(crate) grace: Duration,
+    spec: FrameSpec,
+    sse: Bytes,
+    ndjson: Bytes,
+    custom: Option<Arc<FrameFn>>,
+    on_cut: Option<Arc<HookFn>>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct FrameSpec {
+    pub(crate) event: String,
+    pub(crate) reason: String,
+    pub(crate) message: String,
+    pub(crate) retry: Option<Duration>,
+    pub(crate) data: Option<String>,
+}
+
+impl Default for FrameSpec {
+    fn default() -> Self {
+        Self {
+            event: "end".into(),
+            reason: "server_shutdown".into(),
+            message: "the server is shutting down; reconnect to resume".into(),
+            retry: Some(Duration::from_secs(3)),
+            data: None,
+        }
+    }
+}
+
+impl Config {
+    pub(crate) fn new(signal: DrainSignal) -> Self {
+        let mut config = Self {
+            signal,
+            grace: Duration::ZERO,
+            spec: FrameSpec::default(),
+            sse: Bytes::new(),
+            ndjson: Bytes::new(),
+            custom: None,
+            on_cut: None,
+        };
+        config.render();
+        config
+    }
+
+    /// Changes the frame's fields and renders it again.
+    pub(crate) fn edit(&mut self, edit: impl FnOnce(&mut FrameSpec)) {
+        edit(&mut self.spec);
+        self.render();
+    }
+
+    pub(crate) fn set_custom(&mut self, f: Arc<FrameFn>) {
+        self.custom = Some(f);
+    }
+
+    pub(crate) fn set_on_cut(&mut self, f: Arc<HookFn>) {
+        self.on_cut = Some(f);
+    }
+
+    /// The terminal frame for a stream that had sent `cut`.
+    pub(crate) fn terminal(&self, cut: &CutStream<'_>) -> Bytes {
+        match (&self.custom, cut.framing()) {
+            (Some(custom), _) => custom(cut),
+            (None, Framing::Sse) => self.sse.clone(),
+            (None, Framing::Ndjson) => self.ndjson.clone(),
+        }
+    }
+
+    pub(crate) fn cut(&self, cut: &CutStream<'_>) {
+        if let Some(on_cut) = &self.on_cut {
+            on_cut(cut);
+        }
+    }
+
+    fn render(&mut self) {
+        let spec = &self.spec;
+        let json;
+        let data = match &spec.data {
+            Some(data) => data.as_str(),
+            None => {
+                // Written by hand for the field order; serde_json escapes the values.
+                json = format!(
+                    r#"{{"type":"end","reason":{},"message":{}}}"#,
+                    serde_json::Value::from(spec.reason.as_str()),
+                    serde_json::Value::from(spec.message.as_str()),
+                );
+                &json
+            }
+        };
+
+        let mut sse = String::new();
+        if !spec.event.is_empty() {
+            let _ = writeln!(sse, "event: {}", one_line(&spec.event));
+        }
+        for line in data.split("\r\n").flat_map(|l| l.split(['\n', '\r'])) {
+            let _ = writeln!(sse, "data: {line}");
+        }
+        if let Some(retry) = spec.retry {
+            let _ = writeln!(sse, "retry: {}", retry.as_millis());
+        }
+        sse.push('\n');
+        self.sse = Bytes::from(sse);
+
+        let mut ndjson = one_line(data);
+        ndjson.push('\n');
+        self.ndjson = Bytes::from(ndjson);
+    }
+}
+
+/// `s` with line breaks replaced by spaces: it must stay one line.
+fn one_line(s: &str) -> String {
+    s.replace(['\r', '\n'], " ")
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("grace", &self.grace)
+            .field("frame", &self.spec)
+            .field("custom_frame", &self.custom.is_some())
+            .field("on_cut", &self.on_cut.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tower_drain::Drain;
+
+    use super::{Config, CutStream};
+    use crate::framing::{Framing, Seen};
+
+    fn frame(config: &Config, framing: Framing) -> String {
+        let seen = Seen::default();
+        String::from_utf8(config.terminal(&CutStream::new(framing, &seen)).to_vec()).unwrap()
+    }
+
+    #[test]
+    fn default_frames() {
+        let config = Config::new(Drain::new().signal());
+        assert_eq!(
+            frame(&config, Framing::Sse),
+            "event: end\n\
+             data: {\"type\":\"end\",\"reason\":\"server_shutdown\",\"message\":\"the server is shutting down; reconnect to resume\"}\n\
+             retry: 3000\n\n"
+        );
+        assert_eq!(
+            frame(&config, Framing::Ndjson),
+            "{\"type\":\"end\",\"reason\":\"server_shutdown\",\"message\":\"the server is shutting down; reconnect to resume\"}\n"
+        );
+    }
+
+    #[test]
+    fn fields_cannot_break_the_framing() {
+        let mut config = Config::new(Drain::new().signal());
+        config.edit(|spec| {
+            spec.event = "bye\nevent: x".into();
+            spec.message = "line one\nline \"two\"".into();
+            spec.retry = None;
+        });
+        let sse = frame(&config, Framing::Sse);
+        assert!(sse.starts_with("event: bye event: x\ndata: {\"type\":\"end\""));
+        assert!(sse.contains(r#""message":"line one\nline \"two\"""#));
+        assert!(!sse.contains("retry"));
+
+        config.edit(|spec| spec.data = Some("a\r\nb\nc".into()));
+        assert_eq!(
+            frame(&config, Framing::Sse),
+            "event: bye event: x\ndata: a\ndata: b\ndata: c\n\n"
+        );
+        assert_eq!(frame(&config, Framing::Ndjson), "a  b c\n");
+    }
+}

@@ -1,0 +1,449 @@
+//! S2–S5 and the layer's contract, on bodies driven by hand.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use eventsource_stream::{Event, Eventsource};
+use futures_util::{stream, FutureExt, StreamExt};
+use http::{header, Request, Response};
+use http_body::{Body, Frame};
+use http_body_util::{BodyExt, StreamBody};
+use tokio::sync::{mpsc, oneshot};
+use tower::{Layer, ServiceExt};
+use tower_drain::Drain;
+use tower_drain_sse::{CutStream, SseDrainLayer};
+
+type Chunks = mpsc::UnboundedSender<Bytes>;
+
+/// A streaming body fed by the test. It holds `_alive` as the application's
+/// generator would: dropped with the body.
+fn generator(alive: oneshot::Sender<()>) -> (Chunks, impl Body<Data = Bytes, Error = Infallible>) {
+    let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+    let frames = stream::unfold((rx, alive), |(mut rx, alive)| async move {
+        let chunk = rx.recv().await?;
+        Some((Ok::<_, Infallible>(Frame::data(chunk)), (rx, alive)))
+    });
+    (tx, StreamBody::new(frames))
+}
+
+/// A response of `content_type` around a fresh generator.
+struct Served<B> {
+    chunks: Chunks,
+    generator_dropped: oneshot::Receiver<()>,
+    body: Pin<Box<B>>,
+}
+
+async fn serve<L, B>(layer: L, content_type: &'static str) -> Served<B>
+where
+    L: Layer<
+        tower::util::ServiceFn<
+            Box<
+                dyn FnMut(
+                    Request<()>,
+                )
+                    -> std::future::Ready<Result<Response<BoxedGen>, Infallible>>,
+            >,
+        >,
+    >,
+    L::Service: tower::Service<Request<()>, Response = Response<B>, Error = Infallible>,
+{
+    let (alive, generator_dropped) = oneshot::channel();
+    let (chunks, body) = generator(alive);
+    let mut body = Some(BoxedGen(Box::pin(body)));
+    let handler: Box<dyn FnMut(Request<()>) -> _> = Box::new(move |_req| {
+        let mut res = Response::new(body.take().expect("one request"));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static(content_type),
+        );
+        std::future::ready(Ok(res))
+    });
+    let res = layer
+        .layer(tower::service_fn(handler))
+        .oneshot(Request::new(()))
+        .await
+        .unwrap();
+    Served {
+        chunks,
+        generator_dropped,
+        body: Box::pin(res.into_body()),
+    }
+}
+
+/// The generator's body, boxed so the handler has a nameable type.
+struct BoxedGen(Pin<Box<dyn Body<Data = Bytes, Error = Infallible> + Send>>);
+
+impl Body for BoxedGen {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.as_mut().poll_frame(cx)
+    }
+}
+
+/// Reads what is ready without waiting.
+fn ready_frames<B: Body<Data = Bytes>>(body: &mut Pin<Box<B>>) -> (Vec<Bytes>, bool)
+where
+    B::Error: std::fmt::Debug,
+{
+    let mut out = Vec::new();
+    loop {
+        match body.frame().now_or_never() {
+            Some(Some(frame)) => out.push(frame.unwrap().into_data().unwrap()),
+            Some(None) => return (out, true),
+            None => return (out, false),
+        }
+    }
+}
+
+fn parse(chunks: &[Bytes]) -> Vec<Event> {
+    stream::iter(chunks.iter().cloned().map(Ok::<_, Infallible>))
+        .eventsource()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>()
+        .now_or_never()
+        .unwrap()
+}
+
+/// One poll: the data frame, or `None` while pending.
+fn poll_data<B: Body<Data = Bytes>>(body: &mut Pin<Box<B>>, cx: &mut Context<'_>) -> Option<Bytes>
+where
+    B::Error: std::fmt::Debug,
+{
+    match body.as_mut().poll_frame(cx) {
+        Poll::Ready(Some(frame)) => Some(frame.unwrap().into_data().unwrap()),
+        Poll::Ready(None) => panic!("the stream ended"),
+        Poll::Pending => None,
+    }
+}
+
+#[derive(Default)]
+struct CountingWaker(AtomicUsize);
+
+impl Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn s2_terminal_frame_parses_as_its_own_event() {
+    let drain = Drain::new();
+    let layer = SseDrainLayer::new(drain.signal())
+        .event("bye")
+        .reason("deploy")
+        .message("new version rolling out")
+        .retry(Some(Duration::from_millis(1500)));
+    let mut s = serve(layer, "text/event-stream").await;
+    s.chunks.send("id: 7\ndata: hello\n\n".into()).unwrap();
+    let (mut out, ended) = ready_frames(&mut s.body);
+    assert!(!ended);
+
+    drain.trip();
+    let (rest, ended) = ready_frames(&mut s.body);
+    assert!(ended, "the stream ends after the terminal frame");
+    out.extend(rest);
+
+    let events = parse(&out);
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        (events[0].data.as_str(), events[0].id.as_str()),
+        ("hello", "7")
+    );
+    let end = &events[1];
+    assert_eq!(end.event, "bye");
+    assert_eq!(end.retry, Some(Duration::from_millis(1500)));
+    assert_eq!(
+        end.data,
+        r#"{"type":"end","reason":"deploy","message":"new version rolling out"}"#
+    );
+}
+
+#[tokio::test]
+async fn s3_stream_is_woken_by_the_trip_not_a_timer() {
+    let drain = Drain::new();
+    let mut s = serve(SseDrainLayer::new(drain.signal()), "text/event-stream").await;
+    s.chunks.send("data: a\n\n".into()).unwrap();
+
+    let wakes = Arc::new(CountingWaker::default());
+    let waker = Waker::from(wakes.clone());
+    let mut cx = Context::from_waker(&waker);
+    assert_eq!(
+        poll_data(&mut s.body, &mut cx).as_deref(),
+        Some(&b"data: a\n\n"[..])
+    );
+    assert_eq!(
+        poll_data(&mut s.body, &mut cx),
+        None,
+        "waiting for the application"
+    );
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+
+    drain.trip();
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "woken by the trip, once");
+    let terminal = poll_data(&mut s.body, &mut cx).unwrap();
+    assert!(terminal.starts_with(b"event: end\n"));
+    assert!(
+        s.generator_dropped.await.is_err(),
+        "the generator is dropped with the stream"
+    );
+}
+
+#[tokio::test]
+async fn s3_an_event_in_progress_finishes_before_the_terminal_frame() {
+    let drain = Drain::new();
+    let mut s = serve(SseDrainLayer::new(drain.signal()), "text/event-stream").await;
+    s.chunks.send("data: par".into()).unwrap();
+    let (mut out, _) = ready_frames(&mut s.body);
+    drain.trip();
+    assert!(
+        ready_frames(&mut s.body).0.is_empty(),
+        "mid-event: waits for the rest"
+    );
+    s.chunks.send("t\n".into()).unwrap();
+    // This frame completes the event and carries a whole next one: frames
+    // are never split (no copy), so it passes whole, and the stream ends
+    // after it, at the first frame end that is a boundary.
+    s.chunks.send("\ndata: next\n\n".into()).unwrap();
+    s.chunks.send("data: never sent\n\n".into()).unwrap();
+    let (rest, ended) = ready_frames(&mut s.body);
+    assert!(ended);
+    out.extend(rest);
+    let events = parse(&out);
+    let datas: Vec<_> = events.iter().map(|e| e.data.as_str()).collect();
+    assert_eq!(&datas[..2], ["part", "next"]);
+    assert_eq!((events.len(), events[2].event.as_str()), (3, "end"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn s3_grace_lets_a_stream_run_on_then_ends_it_at_a_boundary() {
+    let drain = Drain::new();
+    let layer = SseDrainLayer::new(drain.signal()).grace(Duration::from_secs(10));
+    let mut s = serve(layer, "text/event-stream").await;
+    let reader = tokio::spawn(async move {
+        let mut out = Vec::new();
+        while let Some(frame) = s.body.frame().await {
+            out.push(frame.unwrap().into_data().unwrap());
+        }
+        out
+    });
+    drain.trip();
+    for i in 0..3 {
+        s.chunks.send(format!("data: {i}\n\n").into()).unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // Grace runs out 10 s after the trip; the stream is between events.
+    let out = reader.await.unwrap();
+    let events = parse(&out);
+    let datas: Vec<_> = events.iter().map(|e| e.data.as_str()).collect();
+    assert_eq!(&datas[..3], ["0", "1", "2"]);
+    assert_eq!(events[3].event, "end");
+    assert!(s.chunks.is_closed(), "the generator is dropped");
+}
+
+#[tokio::test(start_paused = true)]
+async fn s3_inside_drain_layer_the_deadline_ends_a_stream_at_a_boundary() {
+    let drain = Drain::new();
+    let cuts = Arc::new(AtomicUsize::new(0));
+    let layer = tower::layer::layer_fn({
+        let (drain, cuts) = (drain.clone(), cuts.clone());
+        move |svc| {
+            let cuts = cuts.clone();
+            drain.layer().layer(
+                SseDrainLayer::new(drain.signal())
+                    .grace(Duration::from_secs(3600))
+                    .on_cut(move |_| {
+                        cuts.fetch_add(1, Ordering::SeqCst);
+                    })
+                    .layer(svc),
+            )
+        }
+    });
+    let mut s = serve(layer, "text/event-stream").await;
+    s.chunks.send("data: a\n\n".into()).unwrap();
+    let reader = tokio::spawn(async move {
+        let mut out = Vec::new();
+        while let Some(frame) = s.body.frame().await {
+            out.push(frame.expect("ended cleanly, not cut").into_data().unwrap());
+        }
+        (out, s.chunks)
+    });
+    // The grace is an hour, the deadline 5 s: the deadline wins.
+    let report = drain.shutdown(Duration::from_secs(5)).await;
+    let (out, _chunks) = reader.await.unwrap();
+    let events = parse(&out);
+    assert_eq!(events.last().unwrap().event, "end");
+    assert!(report.deadline_reached());
+    assert_eq!(
+        (report.completed(), report.cut()),
+        (1, 0),
+        "ended by its frame, not cut"
+    );
+    assert_eq!(cuts.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn s5_hook_fires_once_when_the_deadline_cuts_mid_event() {
+    let drain = Drain::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let layer = tower::layer::layer_fn({
+        let (drain, seen) = (drain.clone(), seen.clone());
+        move |svc| {
+            let seen = seen.clone();
+            drain.layer().layer(
+                SseDrainLayer::new(drain.signal())
+                    .on_cut(move |cut: &CutStream<'_>| {
+                        seen.lock()
+                            .unwrap()
+                            .push((cut.events(), cut.last_event_id().map(String::from)));
+                    })
+                    .layer(svc),
+            )
+        }
+    });
+    let mut s = serve(layer, "text/event-stream").await;
+    s.chunks
+        .send("id: 41\ndata: a\n\ndata: half-an-ev".into())
+        .unwrap();
+    // Out before the drain starts: one whole event and half of the next.
+    assert_eq!(ready_frames(&mut s.body).0.len(), 1);
+    let reader = tokio::spawn(async move {
+        let mut frames = 1;
+        loop {
+            match s.body.frame().await {
+                Some(Ok(_)) => frames += 1,
+                Some(Err(err)) => return (frames, err.is::<tower_drain::Cut>(), s.chunks),
+                None => panic!("a stream mid-event is cut, not ended"),
+            }
+        }
+    });
+    let report = drain.shutdown(Duration::from_secs(1)).await;
+    let (frames, cut, _chunks) = reader.await.unwrap();
+    assert_eq!((frames, cut), (1, true));
+    assert_eq!(report.cut(), 1);
+    assert_eq!(*seen.lock().unwrap(), [(1, Some("41".to_string()))]);
+}
+
+#[tokio::test]
+async fn s5_hook_sees_what_was_sent_and_never_fires_for_a_natural_end() {
+    let drain = Drain::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let layer = SseDrainLayer::new(drain.signal()).on_cut({
+        let seen = seen.clone();
+        move |cut: &CutStream<'_>| {
+            seen.lock().unwrap().push((
+                cut.events(),
+                cut.bytes(),
+                cut.last_event_id().map(String::from),
+            ));
+        }
+    });
+
+    // Ends by itself, before and after the trip: no hook.
+    let mut natural = serve(layer.clone(), "text/event-stream").await;
+    natural.chunks.send("data: x\n\n".into()).unwrap();
+    drop(natural.chunks);
+    assert!(ready_frames(&mut natural.body).1);
+
+    let mut cut = serve(layer, "text/event-stream").await;
+    let sent = "id: a1\ndata: x\n\nid: a2\ndata: y\n\n: comment\n";
+    cut.chunks.send(sent.into()).unwrap();
+    ready_frames(&mut cut.body);
+    drain.trip();
+    assert!(ready_frames(&mut cut.body).1);
+    drop(cut);
+
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [(2, sent.len() as u64, Some("a2".to_string()))],
+        "exactly once, for the cut stream"
+    );
+}
+
+#[tokio::test]
+async fn s4_frames_pass_through_as_the_same_bytes() {
+    let drain = Drain::new();
+    let mut s = serve(SseDrainLayer::new(drain.signal()), "text/event-stream").await;
+    let sent: Vec<Bytes> = (0..4)
+        .map(|i| Bytes::from(format!("data: {i}\n\n")))
+        .collect();
+    for chunk in &sent {
+        s.chunks.send(chunk.clone()).unwrap();
+    }
+    let (got, _) = ready_frames(&mut s.body);
+    assert_eq!(got.len(), sent.len());
+    for (got, sent) in got.iter().zip(&sent) {
+        assert_eq!(got.as_ptr(), sent.as_ptr(), "not copied");
+    }
+}
+
+#[tokio::test]
+async fn ndjson_stream_ends_with_one_json_line() {
+    let drain = Drain::new();
+    let mut s = serve(SseDrainLayer::new(drain.signal()), "application/x-ndjson").await;
+    s.chunks.send("{\"token\":\"a\"}\n{\"tok".into()).unwrap();
+    let (mut out, _) = ready_frames(&mut s.body);
+    drain.trip();
+    s.chunks.send("en\":\"b\"}\n".into()).unwrap();
+    let (rest, ended) = ready_frames(&mut s.body);
+    assert!(ended);
+    out.extend(rest);
+    let text = String::from_utf8(out.concat().to_vec()).unwrap();
+    let lines: Vec<_> = text.lines().collect();
+    assert_eq!(lines.len(), 3);
+    let end: serde_json::Value = serde_json::from_str(lines[2]).unwrap();
+    assert_eq!(end["type"], "end");
+    assert_eq!(end["reason"], "server_shutdown");
+    assert!(end["message"].is_string());
+}
+
+#[tokio::test]
+async fn other_responses_pass_through_untouched() {
+    let drain = Drain::new();
+    let mut s = serve(SseDrainLayer::new(drain.signal()), "application/json").await;
+    drain.trip();
+    s.chunks.send("{\"not\":\"a stream\"}".into()).unwrap();
+    drop(s.chunks);
+    let (out, ended) = ready_frames(&mut s.body);
+    assert!(ended);
+    assert_eq!(out.concat(), b"{\"not\":\"a stream\"}"[..]);
+}
+
+#[tokio::test]
+async fn drain_layer_counts_until_the_terminal_frame_is_out() {
+    let drain = Drain::new();
+    let layer = tower::layer::layer_fn({
+        let drain = drain.clone();
+        move |svc| {
+            drain
+                .layer()
+                .layer(SseDrainLayer::new(drain.signal()).layer(svc))
+        }
+    });
+    let mut s = serve(layer, "text/event-stream").await;
+    s.chunks.send("data: a\n\n".into()).unwrap();
+    ready_frames(&mut s.body);
+    drain.trip();
+    assert_eq!(drain.in_flight(), 1);
+
+    let terminal = s.body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert!(terminal.starts_with(b"event: end"));
+    assert_eq!(
+        drain.in_flight(),
+        1,
+        "still counted while the frame goes out"
+    );
+    assert!(s.body.frame().await.is_none());
+    assert_eq!(drain.in_flight(), 0);
+    let drained: Pin<Box<dyn Future<Output = ()>>> = Box::pin(drain.drained());
+    drained.await;
+}

@@ -1,0 +1,287 @@
+//! S1: the terminal frame lands only at an event boundary, whatever the
+//! events, the chunking and the trip point, as judged by an independent
+//! WHATWG parser (`eventsource-stream`), not by this crate's scanner.
+//!
+//! For every case, with `p` the bytes of the application's stream that went
+//! out before the terminal frame:
+//! - the output is exactly `stream[..p]` followed by the terminal frame, so
+//!   every event passed arrives byte for byte;
+//! - parsed, it is the events of `stream[..p]` and then the terminal event:
+//!   no partial event was completed by, or merged into, the terminal frame;
+//! - every event completed before the trip is among them;
+//! - the frame came at the first chunk end after the trip that was a boundary.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use eventsource_stream::{Event, Eventsource};
+use futures_util::{stream, FutureExt, StreamExt};
+use http::{header, Request, Response};
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
+use proptest::prelude::*;
+use tower::{Layer, ServiceExt};
+use tower_drain::Drain;
+use tower_drain_sse::SseDrainLayer;
+
+/// Parses a whole byte stream with the independent parser.
+fn parse(bytes: &[u8]) -> Vec<Event> {
+    let chunks = stream::iter([Ok::<_, Infallible>(Bytes::copy_from_slice(bytes))]);
+    chunks
+        .eventsource()
+        .map(|event| event.expect("well-formed SSE"))
+        .collect::<Vec<_>>()
+        .now_or_never()
+        .expect("parsing in-memory bytes never waits")
+}
+
+/// The length of the longest prefix of `bytes` that ends between characters.
+fn whole_chars(bytes: &[u8]) -> usize {
+    match std::str::from_utf8(bytes) {
+        Ok(_) => bytes.len(),
+        Err(err) if err.error_len().is_none() => err.valid_up_to(),
+        Err(err) => panic!("the generator writes UTF-8: {err}"),
+    }
+}
+
+/// The events a client has received once `prefix` has arrived. The parser
+/// waits, at a trailing CR, for a LF that might belong to it; a LF there means
+/// nothing more (CRLF is one line end), so one is added to settle it.
+fn events_in(prefix: &[u8]) -> Vec<Event> {
+    // A character cut in two is inside a line: it has no say in what was
+    // dispatched, and the parser would reject it at the end of input.
+    let prefix = &prefix[..whole_chars(prefix)];
+    if prefix.ends_with(b"\r") {
+        parse(&[prefix, b"\n"].concat())
+    } else {
+        parse(prefix)
+    }
+}
+
+/// Whether `prefix` ends at an event boundary: an event appended to it is
+/// read as exactly that event.
+fn is_boundary(prefix: &[u8]) -> bool {
+    if whole_chars(prefix) < prefix.len() {
+        return false;
+    }
+    let before = events_in(prefix);
+    let mut probed = prefix.to_vec();
+    probed.extend_from_slice(b"data: PROBE\n\n");
+    let after = parse(&probed);
+    let last_id = before.last().map_or("", |e| e.id.as_str());
+    after.len() == before.len() + 1
+        && after[..before.len()] == before[..]
+        && after.last().is_some_and(|probe| {
+            probe.event == "message"
+                && probe.data == "PROBE"
+                && probe.id == last_id
+                && probe.retry.is_none()
+        })
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Ending {
+    Lf,
+    CrLf,
+    Cr,
+    /// LF or CRLF, line by line.
+    Mixed,
+}
+
+fn line_ending() -> impl Strategy<Value = Ending> {
+    prop_oneof![
+        Just(Ending::Lf),
+        Just(Ending::CrLf),
+        Just(Ending::Cr),
+        Just(Ending::Mixed)
+    ]
+}
+
+/// Text for a field value: no line breaks; ASCII, spaces, colons, multi-byte.
+fn text() -> impl Strategy<Value = String> {
+    proptest::string::string_regex("[a-zA-Z0-9 :{}\"é✓]{1,12}").unwrap()
+}
+
+#[derive(Clone, Debug)]
+struct SseEvent {
+    name: Option<String>,
+    id: Option<u32>,
+    comment: Option<String>,
+    data: Vec<String>,
+    ending: Ending,
+}
+
+fn event() -> impl Strategy<Value = SseEvent> {
+    (
+        proptest::option::of("[a-z]{1,8}"),
+        proptest::option::of(0u32..1000),
+        proptest::option::of(text()),
+        proptest::collection::vec(text(), 1..4),
+        line_ending(),
+    )
+        .prop_map(|(name, id, comment, data, ending)| SseEvent {
+            name,
+            id,
+            comment,
+            data,
+            ending,
+        })
+}
+
+impl SseEvent {
+    fn encode(&self, out: &mut Vec<u8>, flip: &mut bool) {
+        let mut lines = Vec::new();
+        if let Some(comment) = &self.comment {
+            lines.push(format!(":{comment}"));
+        }
+        if let Some(name) = &self.name {
+            lines.push(format!("event: {name}"));
+        }
+        if let Some(id) = self.id {
+            lines.push(format!("id: {id}"));
+        }
+        lines.extend(self.data.iter().map(|d| format!("data: {d}")));
+        lines.push(String::new());
+        for line in lines {
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(match self.ending {
+                Ending::Lf => b"\n",
+                Ending::CrLf => b"\r\n",
+                Ending::Cr => b"\r",
+                Ending::Mixed => {
+                    *flip = !*flip;
+                    if *flip {
+                        b"\r\n"
+                    } else {
+                        b"\n"
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// The stream, its chunk ends (sorted, last = len), and after how many chunks
+/// the drain trips.
+fn case() -> impl Strategy<Value = (Vec<u8>, Vec<usize>, usize)> {
+    proptest::collection::vec(event(), 1..8)
+        .prop_map(|events| {
+            let (mut out, mut flip) = (Vec::new(), false);
+            for event in &events {
+                event.encode(&mut out, &mut flip);
+            }
+            out
+        })
+        .prop_flat_map(|bytes| {
+            let len = bytes.len();
+            let cuts = proptest::collection::btree_set(1..len, 0..len.min(24));
+            (Just(bytes), cuts)
+        })
+        .prop_flat_map(|(bytes, cuts)| {
+            let mut ends: Vec<usize> = cuts.into_iter().collect();
+            ends.push(bytes.len());
+            let chunks = ends.len();
+            (Just(bytes), Just(ends), 0..=chunks)
+        })
+}
+
+/// Runs the stream through the layer, tripping after `trip_after` frames.
+fn run(stream_bytes: &[u8], ends: &[usize], trip_after: usize) -> Vec<Bytes> {
+    let drain = Drain::new();
+    let mut start = 0;
+    let chunks: Vec<Bytes> = ends
+        .iter()
+        .map(|&end| {
+            let chunk = Bytes::copy_from_slice(&stream_bytes[start..end]);
+            start = end;
+            chunk
+        })
+        .collect();
+    let svc =
+        SseDrainLayer::new(drain.signal()).layer(tower::service_fn(move |_req: Request<()>| {
+            let frames = stream::iter(
+                chunks
+                    .clone()
+                    .into_iter()
+                    .map(|c| Ok::<_, Infallible>(Frame::data(c))),
+            );
+            let mut res = Response::new(StreamBody::new(frames));
+            res.headers_mut()
+                .insert(header::CONTENT_TYPE, "text/event-stream".parse().unwrap());
+            std::future::ready(Ok::<_, Infallible>(res))
+        }));
+    let res = svc
+        .oneshot(Request::new(()))
+        .now_or_never()
+        .unwrap()
+        .unwrap();
+    let mut body = std::pin::pin!(res.into_body());
+    let mut out = Vec::new();
+    loop {
+        if out.len() == trip_after {
+            drain.trip();
+        }
+        match body
+            .frame()
+            .now_or_never()
+            .expect("in-memory body never waits")
+        {
+            Some(frame) => out.push(frame.unwrap().into_data().unwrap()),
+            None => return out,
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn s1_terminal_frame_only_at_an_event_boundary((bytes, ends, trip_after) in case()) {
+        let out = run(&bytes, &ends, trip_after);
+        let all = events_in(&bytes);
+
+        let Some((terminal, passed)) = out.split_last() else {
+            panic!("the stream ended without a terminal frame")
+        };
+        prop_assert!(terminal.starts_with(b"event: end\n"), "{terminal:?}");
+        let p: usize = passed.iter().map(Bytes::len).sum();
+        prop_assert_eq!(&passed.concat()[..], &bytes[..p], "passed bytes intact");
+
+        let mut expected = events_in(&bytes[..p]);
+        prop_assert_eq!(&expected[..], &all[..expected.len()], "a prefix of the stream's events");
+        let got = parse(&out.concat());
+        let end = got.last().unwrap();
+        prop_assert_eq!(end.event.as_str(), "end");
+        prop_assert!(end.data.contains(r#""reason":"server_shutdown""#));
+        prop_assert_eq!(end.retry, Some(std::time::Duration::from_secs(3)));
+        expected.push(end.clone());
+        prop_assert_eq!(&got, &expected, "the terminal frame is an event of its own");
+
+        let trip_at: usize = ends[..trip_after].iter().last().copied().unwrap_or(0);
+        let completed_before_trip = events_in(&bytes[..trip_at]).len();
+        prop_assert!(expected.len() > completed_before_trip, "no completed event lost");
+        for &q in ends.iter().filter(|&&q| q >= trip_at && q < p) {
+            prop_assert!(!is_boundary(&bytes[..q]), "a boundary at {q} was passed over");
+        }
+        prop_assert!(is_boundary(&bytes[..p]));
+    }
+}
+
+#[test]
+fn s1_mixed_line_endings_and_split_crlf() {
+    // A CRLF split over two chunks, then events with each line ending.
+    let bytes = b"data: a\r\n\r\ndata: b\r\rdata: c\n\r\ndata: d\r\n\n";
+    let ends = [8, 9, 12, 20, 30, bytes.len()];
+    for trip_after in 0..=ends.len() {
+        let out = run(bytes, &ends, trip_after);
+        let got = parse(&out.concat());
+        let datas: Vec<&str> = got.iter().map(|e| e.data.as_str()).collect();
+        let n = datas.len() - 1;
+        assert_eq!(
+            &datas[..n],
+            &["a", "b", "c", "d"][..n],
+            "trip after {trip_after}"
+        );
+        assert_eq!(got[n].event, "end");
+    }
+}

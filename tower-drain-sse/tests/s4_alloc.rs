@@ -1,0 +1,89 @@
+//! S4: frames pass through the wrapper without an allocation per frame. A
+//! counting global allocator (per thread) shows the count does not grow with
+//! the number of frames, `id:` lines included.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use futures_util::{stream, FutureExt};
+use http::{header, Request, Response};
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
+use tower::{Layer, ServiceExt};
+use tower_drain::Drain;
+use tower_drain_sse::SseDrainLayer;
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> usize {
+    ALLOCATIONS.with(Cell::get)
+}
+
+/// Allocations while `n` SSE frames pass through the wrapper.
+fn allocations_for(n: usize) -> usize {
+    let drain = Drain::new();
+    let frames: Vec<Bytes> = (0..n)
+        .map(|i| Bytes::from(format!("id: {i}\ndata: token {i}\n\n")))
+        .collect();
+    let svc =
+        SseDrainLayer::new(drain.signal()).layer(tower::service_fn(move |_req: Request<()>| {
+            let body = StreamBody::new(stream::iter(
+                frames
+                    .clone()
+                    .into_iter()
+                    .map(|f| Ok::<_, Infallible>(Frame::data(f))),
+            ));
+            let mut res = Response::new(body);
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/event-stream"),
+            );
+            std::future::ready(Ok::<_, Infallible>(res))
+        }));
+    let res = svc
+        .oneshot(Request::new(()))
+        .now_or_never()
+        .unwrap()
+        .unwrap();
+    let mut body = std::pin::pin!(res.into_body());
+
+    let before = allocations();
+    let mut passed = 0;
+    while let Some(frame) = body.frame().now_or_never().unwrap() {
+        frame.unwrap();
+        passed += 1;
+    }
+    assert_eq!(passed, n);
+    allocations() - before
+}
+
+#[test]
+fn s4_no_allocation_per_passed_frame() {
+    let few = allocations_for(10);
+    let many = allocations_for(10_000);
+    // The last-event-id buffers grow once; nothing is allocated per frame.
+    assert!(few <= 3, "{few} allocations for 10 frames");
+    assert_eq!(many, few, "allocations grew with the frame count");
+}
