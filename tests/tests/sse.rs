@@ -20,6 +20,9 @@ use tower_drain_sse::{CutStream, SseDrainLayer};
 use tower_drain_tests::{get_req, http1, listen, within};
 
 const STREAMS_PER_ROUTE: usize = 4;
+
+/// What the cut hook heard of one stream: events received, last event ID.
+type Cut = (u64, Option<String>);
 const EVENTS_BEFORE_TRIP: usize = 3;
 
 /// `/chat`: axum's own `Sse`, one token event every few milliseconds.
@@ -39,7 +42,7 @@ async fn raw() -> ([(http::HeaderName, &'static str); 1], Body) {
         let (i, part) = (n / 3, n % 3);
         let bytes = match part {
             0 => format!("id: {i}\r"),
-            1 => format!("\ndata: tok"),
+            1 => "\ndata: tok".to_string(),
             _ => format!("en-{i}\r\n\r\n"),
         };
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -54,7 +57,7 @@ async fn raw() -> ([(http::HeaderName, &'static str); 1], Body) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_streams_end_with_the_terminal_event_at_a_boundary() {
     let drain = Drain::new();
-    let cuts: Arc<Mutex<Vec<(u64, Option<String>)>>> = Arc::default();
+    let cuts: Arc<Mutex<Vec<Cut>>> = Arc::default();
     let app = Router::new()
         .route("/chat", get(chat))
         .route("/raw", get(raw))

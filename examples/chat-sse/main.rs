@@ -1,0 +1,143 @@
+//! A chat server whose `/chat` route streams tokens as Server-Sent Events,
+//! behind `DrainLayer` and `SseDrainLayer`.
+//!
+//! On SIGTERM or Ctrl-C every open stream ends with
+//! `event: end` / `{"type":"end","reason":"server_shutdown",...}` at an event
+//! boundary, the partial output of each cut stream is saved, and the process
+//! exits. The page at `/` shows the tokens, a notice at the `end` event, and
+//! reconnects; the browser sends `Last-Event-ID`, and the stream resumes.
+//!
+//! Environment: `ADDR` (default `127.0.0.1:3000`), `PARTIAL_OUTPUT` (default
+//! `partial-output.jsonl`: one JSON line per cut stream).
+
+use std::convert::Infallible;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, Sse};
+use axum::response::Html;
+use axum::routing::get;
+use axum::Router;
+use futures_util::{stream, Stream};
+use tokio::net::TcpListener;
+use tower_drain::Drain;
+use tower_drain_sse::{CutStream, SseDrainLayer};
+use tracing::{info, warn};
+
+const WORDS: &[&str] = &[
+    "Graceful",
+    "shutdown",
+    "means",
+    "nothing",
+    "admitted",
+    "is",
+    "lost,",
+    "and",
+    "every",
+    "stream",
+    "ends",
+    "with",
+    "a",
+    "frame",
+    "the",
+    "client",
+    "understands.",
+];
+
+#[tokio::main]
+async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
+    let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let partial: PathBuf = std::env::var_os("PARTIAL_OUTPUT")
+        .map_or_else(|| "partial-output.jsonl".into(), Into::into);
+
+    let drain = Drain::new();
+    let app = Router::new()
+        .route("/", get(|| async { Html(include_str!("index.html")) }))
+        .route("/chat", get(chat))
+        .layer(
+            SseDrainLayer::new(drain.signal())
+                .message("the server is restarting; reconnecting resumes your answer")
+                .on_cut(move |cut| save_partial(&partial, cut)),
+        )
+        .layer(drain.layer());
+
+    let listener = TcpListener::bind(&addr).await?;
+    info!("chat on http://{}/", listener.local_addr()?);
+    let drained = drain.drained();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(drained)
+            .await
+    });
+
+    shutdown_signal().await;
+    let report = drain.shutdown(Duration::from_secs(30)).await;
+    println!("{report}");
+    match tokio::time::timeout(Duration::from_secs(5), server).await {
+        Ok(served) => served??,
+        Err(_) => warn!("connections still open after the drain; exiting anyway"),
+    }
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `GET /chat`: tokens of a fake model, one every 150 ms, numbered by `id`.
+/// A reconnecting client's `Last-Event-ID` resumes after the last token it got.
+async fn chat(headers: HeaderMap) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|id| id.to_str().ok()?.parse::<usize>().ok())
+        .map_or(0, |last| last + 1);
+    Sse::new(stream::unfold(resume, |i| async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let event = Event::default()
+            .id(i.to_string())
+            .data(WORDS[i % WORDS.len()]);
+        Some((Ok(event), i + 1))
+    }))
+}
+
+/// The cut hook: one JSON line per stream the drain ended, enough to resume.
+fn save_partial(path: &PathBuf, cut: &CutStream<'_>) {
+    let line = serde_json::json!({
+        "events": cut.events(),
+        "bytes": cut.bytes(),
+        "last_event_id": cut.last_event_id(),
+    });
+    let saved = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut file| writeln!(file, "{line}"));
+    match saved {
+        Ok(()) => info!(%line, path = %path.display(), "saved partial output"),
+        Err(err) => warn!(%err, "could not save partial output"),
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .expect("install Ctrl-C handler");
+}
