@@ -1,17 +1,21 @@
 //! The atomics and the notifier the drain state is built on.
 //!
-//! Under `--cfg loom` they are swapped for loom's atomics and for a model of
-//! [`tokio::sync::Notify`] built from loom's primitives, so that the model in
-//! `state/loom.rs` checks this crate's own protocol: the slot words, the wait
-//! loops, and their wake-ups.
+//! Under `--cfg loom` they are swapped for loom's atomics and mutex, and for a
+//! model of [`tokio::sync::Notify`] built from loom's primitives, so that the
+//! model in `state/loom.rs` checks this crate's own protocol: the slot words,
+//! the wait loops, the deadline registry, and their wake-ups.
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+#[cfg(not(loom))]
+pub(crate) use std::sync::Mutex;
 #[cfg(not(loom))]
 pub(crate) use tokio::sync::{futures::Notified, Notify};
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+#[cfg(loom)]
+pub(crate) use loom::sync::Mutex;
 #[cfg(loom)]
 pub(crate) use model::{Notified, Notify};
 

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::state::{Deadline, Guard};
+use crate::state::Guard;
 use crate::{BoxError, Cut};
 
 pin_project! {
@@ -28,8 +28,6 @@ pin_project! {
         Tracked {
             #[pin]
             inner: B,
-            #[pin]
-            deadline: Deadline,
             guard: Guard,
         },
         Rejected {
@@ -42,11 +40,7 @@ pin_project! {
 impl<B> ResponseBody<B> {
     pub(crate) fn tracked(inner: B, guard: Guard) -> Self {
         Self {
-            kind: Kind::Tracked {
-                inner,
-                deadline: Deadline::new(),
-                guard,
-            },
+            kind: Kind::Tracked { inner, guard },
         }
     }
 
@@ -79,15 +73,11 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let outcome = match self.as_mut().project().kind.project() {
-            KindProj::Tracked {
-                inner,
-                deadline,
-                guard,
-            } => match inner.poll_frame(cx) {
+            KindProj::Tracked { inner, guard } => match inner.poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => Outcome::Frame(frame),
                 Poll::Ready(Some(Err(err))) => Outcome::End(Some(err)),
                 Poll::Ready(None) => Outcome::End(None),
-                Poll::Pending if deadline.poll_passed(guard, cx) => {
+                Poll::Pending if guard.poll_deadline(cx) => {
                     guard.record_cut();
                     Outcome::Cut
                 }

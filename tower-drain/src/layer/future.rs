@@ -9,7 +9,7 @@ use http::Response;
 use pin_project_lite::pin_project;
 
 use super::{Reject, Rejection, ResponseBody};
-use crate::state::{Deadline, Guard};
+use crate::state::Guard;
 
 pin_project! {
     /// Response future of [`DrainService`](super::DrainService).
@@ -25,8 +25,6 @@ pin_project! {
         Admitted {
             #[pin]
             inner: F,
-            #[pin]
-            deadline: Deadline,
             guard: Option<Guard>,
             rejection: Rejection,
             reject: R,
@@ -43,7 +41,6 @@ impl<F, R: Reject> ResponseFuture<F, R> {
         Self {
             kind: Kind::Admitted {
                 inner,
-                deadline: Deadline::new(),
                 guard: Some(guard),
                 rejection,
                 reject,
@@ -84,24 +81,20 @@ where
         let response = match self.as_mut().project().kind.project() {
             KindProj::Admitted {
                 inner,
-                deadline,
                 guard,
                 rejection,
                 reject,
             } => match inner.poll(cx) {
-                Poll::Ready(Ok(res)) => {
+                Poll::Ready(Ok(mut res)) => {
                     let guard = guard
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    let (mut parts, body) = res.into_parts();
                     // P9: answered after the trip, so tell a keep-alive client to go.
                     if rejection.is_http1() && guard.is_tripped() {
-                        parts
-                            .headers
+                        res.headers_mut()
                             .insert(CONNECTION, HeaderValue::from_static("close"));
                     }
-                    let body = ResponseBody::tracked(body, guard);
-                    return Poll::Ready(Ok(Response::from_parts(parts, body)));
+                    return Poll::Ready(Ok(res.map(|body| ResponseBody::tracked(body, guard))));
                 }
                 Poll::Ready(Err(err)) => {
                     // An error ends the request: there is no body to wait for.
@@ -109,16 +102,13 @@ where
                     return Poll::Ready(Err(err));
                 }
                 Poll::Pending => {
-                    let passed = match guard {
-                        Some(guard) => deadline.poll_passed(guard, cx),
-                        None => panic!("ResponseFuture polled after completion"),
-                    };
-                    if !passed {
+                    let guard = guard
+                        .as_mut()
+                        .expect("ResponseFuture polled after completion");
+                    if !guard.poll_deadline(cx) {
                         return Poll::Pending;
                     }
-                    if let Some(guard) = guard {
-                        guard.record_cut();
-                    }
+                    guard.record_cut();
                     respond(reject, &rejection.at_deadline())
                 }
             },

@@ -99,17 +99,21 @@ fn is_grpc(headers: &HeaderMap) -> bool {
 /// [`DrainLayer::grpc_message`]: crate::DrainLayer::grpc_message
 #[derive(Clone, Copy)]
 pub struct DefaultReject {
-    retry_after: Duration,
+    /// Whole seconds, rounded up: `Retry-After: 0` would invite an immediate
+    /// retry against the same draining server. (Kept small: a reject is
+    /// copied into every admitted request's future.)
+    retry_after_secs: u32,
     message: &'static str,
 }
 
 impl DefaultReject {
-    const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
+    const DEFAULT_RETRY_AFTER_SECS: u32 = 5;
     const DEFAULT_MESSAGE: &'static str = "server is shutting down";
 
     pub(crate) fn retry_after(self, retry_after: Duration) -> Self {
+        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
         Self {
-            retry_after,
+            retry_after_secs: u32::try_from(secs).unwrap_or(u32::MAX),
             ..self
         }
     }
@@ -122,7 +126,7 @@ impl DefaultReject {
 impl Default for DefaultReject {
     fn default() -> Self {
         Self {
-            retry_after: Self::DEFAULT_RETRY_AFTER,
+            retry_after_secs: Self::DEFAULT_RETRY_AFTER_SECS,
             message: Self::DEFAULT_MESSAGE,
         }
     }
@@ -141,11 +145,7 @@ impl Reject for DefaultReject {
         let headers = res.headers_mut();
         headers.insert(
             header::RETRY_AFTER,
-            // Whole seconds, rounded up: `Retry-After: 0` would invite an
-            // immediate retry against the same draining server.
-            HeaderValue::from(
-                self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0),
-            ),
+            HeaderValue::from(self.retry_after_secs),
         );
         headers.insert(
             header::CONTENT_TYPE,
@@ -158,7 +158,7 @@ impl Reject for DefaultReject {
 impl fmt::Debug for DefaultReject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DefaultReject")
-            .field("retry_after", &self.retry_after)
+            .field("retry_after_secs", &self.retry_after_secs)
             .field("message", &self.message)
             .finish()
     }

@@ -1,12 +1,8 @@
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::task::Context;
 
-use pin_project_lite::pin_project;
-
 use super::{count, Block, Slot, FORCED, ONE, TRIPPED};
-use crate::sync::{Notified, Ordering};
+use crate::sync::Ordering;
 
 /// One admitted request's count. It moves from the response future into the
 /// response body and is given back when the body ends, errors or is dropped.
@@ -16,11 +12,17 @@ use crate::sync::{Notified, Ordering};
 pub(crate) struct Guard {
     block: &'static Block,
     slot: &'static Slot,
+    /// Its key in the slot's `waiting` slab, once it has had to wait.
+    waiting: Option<usize>,
 }
 
 impl Guard {
     pub(super) fn new(block: &'static Block, slot: &'static Slot) -> Self {
-        Self { block, slot }
+        Self {
+            block,
+            slot,
+            waiting: None,
+        }
     }
 
     /// The drain has tripped since this request was admitted.
@@ -34,6 +36,24 @@ impl Guard {
         self.slot.word.load(Ordering::Acquire) & FORCED != 0
     }
 
+    /// Whether the deadline has passed for this request; if not, the task in
+    /// `cx` is woken when it does. Called when the request has to wait.
+    pub(crate) fn poll_deadline(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.is_forced() {
+            return true;
+        }
+        {
+            let mut waiting = self.slot.waiting();
+            match self.waiting.and_then(|key| waiting.get_mut(key)) {
+                Some(waker) => waker.clone_from(cx.waker()),
+                None => self.waiting = Some(waiting.insert(cx.waker().clone())),
+            }
+        }
+        // Checked again after registering: `force` sets the bit before it
+        // wakes the registered, so one of the two sees the other.
+        self.is_forced()
+    }
+
     /// Records that the deadline cut this request. Called before the guard is
     /// dropped, while the count still holds the block.
     pub(crate) fn record_cut(&self) {
@@ -44,6 +64,9 @@ impl Guard {
 impl Drop for Guard {
     #[inline]
     fn drop(&mut self) {
+        if let Some(key) = self.waiting {
+            self.slot.waiting().try_remove(key);
+        }
         let prev = self.slot.word.fetch_sub(ONE, Ordering::Release);
         if prev & TRIPPED != 0 && count(prev) == 1 {
             // The last request of a tripped slot: waiters re-check for drained.
@@ -59,55 +82,7 @@ impl fmt::Debug for Guard {
         f.debug_struct("Guard")
             .field("tripped", &self.is_tripped())
             .field("forced", &self.is_forced())
+            .field("waiting", &self.waiting.is_some())
             .finish()
-    }
-}
-
-pin_project! {
-    /// Tells a waiting future or body that the deadline has passed.
-    ///
-    /// It registers with its slot's notifier only the first time its owner has
-    /// to wait, so requests that never wait never touch it.
-    #[project = DeadlineProj]
-    pub(crate) enum Deadline {
-        Idle,
-        Armed { #[pin] notified: Notified<'static> },
-    }
-}
-
-impl Deadline {
-    pub(crate) fn new() -> Self {
-        Deadline::Idle
-    }
-
-    /// Whether the deadline has passed for `guard`'s request; if not, the task
-    /// in `cx` is woken when it does.
-    pub(crate) fn poll_passed(
-        mut self: Pin<&mut Self>,
-        guard: &Guard,
-        cx: &mut Context<'_>,
-    ) -> bool {
-        loop {
-            match self.as_mut().project() {
-                DeadlineProj::Armed { notified } => {
-                    // The bit is checked after arming: a deadline that fell
-                    // before the notifier existed is seen here, one after it
-                    // completes the notifier.
-                    return notified.poll(cx).is_ready() || guard.is_forced();
-                }
-                DeadlineProj::Idle => self.set(Deadline::Armed {
-                    notified: guard.slot.deadline.notified(),
-                }),
-            }
-        }
-    }
-}
-
-impl fmt::Debug for Deadline {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Deadline::Idle => f.write_str("Deadline::Idle"),
-            Deadline::Armed { .. } => f.write_str("Deadline::Armed"),
-        }
     }
 }

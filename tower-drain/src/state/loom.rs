@@ -4,14 +4,13 @@
 //! A lost wake-up shows up as a deadlock in `block_on`, which loom reports.
 
 use std::future::poll_fn;
-use std::pin::pin;
 
 use loom::future::block_on;
 use loom::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use loom::sync::Arc;
 use loom::thread;
 
-use super::{Block, Deadline, Event, Wait};
+use super::{Block, Event, Wait};
 
 /// Blocks are never freed in production (see `pool.rs`); leaking one per
 /// model iteration mirrors that.
@@ -98,18 +97,18 @@ fn concurrent_trips_record_in_flight_once() {
     });
 }
 
-/// The deadline wakes a request that is waiting, whether it armed its
-/// notifier before or after the force.
+/// The deadline wakes a request that is waiting, whether it registered
+/// before or after the force; the registry lock is loom's, so this is the
+/// production path.
 #[test]
 fn deadline_wakes_a_waiting_request() {
     loom::model(|| {
         let block = block(1);
-        let guard = block.try_admit(0).unwrap();
+        let mut guard = block.try_admit(0).unwrap();
         let forcer = thread::spawn(move || block.force());
 
-        let mut deadline = pin!(Deadline::new());
         block_on(poll_fn(|cx| {
-            if deadline.as_mut().poll_passed(&guard, cx) {
+            if guard.poll_deadline(cx) {
                 std::task::Poll::Ready(())
             } else {
                 std::task::Poll::Pending

@@ -18,13 +18,17 @@ mod loom;
 mod pool;
 mod wait;
 
-pub(crate) use guard::{Deadline, Guard};
+pub(crate) use guard::Guard;
 pub(crate) use pool::Handle;
 pub(crate) use wait::{Event, Wait};
 
 use std::fmt;
+use std::sync::PoisonError;
+use std::task::Waker;
 
-use crate::sync::{AtomicBool, AtomicUsize, Notified, Notify, Ordering};
+use slab::Slab;
+
+use crate::sync::{AtomicBool, AtomicUsize, Mutex, Notified, Notify, Ordering};
 
 /// Set in every slot word when the drain trips: admission fails from then on.
 const TRIPPED: usize = 1;
@@ -45,8 +49,12 @@ pub(crate) struct Slot {
     word: AtomicUsize,
     rejected: AtomicUsize,
     cut: AtomicUsize,
-    /// Wakes this slot's waiting futures and bodies at the deadline.
-    deadline: Notify,
+    /// Wakers of this slot's requests that are waiting (a pending response or
+    /// body), so the deadline can wake them. A request registers only once it
+    /// has to wait, keeps its key, and removes it when it ends; the slab's
+    /// storage is reused, so registering allocates only past the most requests
+    /// ever waiting at once on this slot.
+    waiting: Mutex<Slab<Waker>>,
 }
 
 impl Slot {
@@ -55,8 +63,12 @@ impl Slot {
             word: AtomicUsize::new(0),
             rejected: AtomicUsize::new(0),
             cut: AtomicUsize::new(0),
-            deadline: Notify::new(),
+            waiting: Mutex::new(Slab::new()),
         }
+    }
+
+    fn waiting(&self) -> impl std::ops::DerefMut<Target = Slab<Waker>> + '_ {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -144,7 +156,10 @@ impl Block {
         let first = !self.forced.swap(true, Ordering::AcqRel);
         if first {
             for slot in self.slots.iter() {
-                slot.deadline.notify_waiters();
+                // Woken outside the lock: a waker may poll its task in place,
+                // and that poll takes this lock again.
+                let wakers: Vec<Waker> = slot.waiting().iter().map(|(_, w)| w.clone()).collect();
+                wakers.into_iter().for_each(Waker::wake);
             }
         }
         first
