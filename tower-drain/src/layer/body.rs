@@ -28,7 +28,8 @@ pin_project! {
         Tracked {
             #[pin]
             inner: B,
-            guard: Guard,
+            // `None` once the inner body has ended by itself.
+            guard: Option<Guard>,
         },
         Rejected {
             data: Option<Bytes>,
@@ -40,7 +41,10 @@ pin_project! {
 impl<B> ResponseBody<B> {
     pub(crate) fn tracked(inner: B, guard: Guard) -> Self {
         Self {
-            kind: Kind::Tracked { inner, guard },
+            kind: Kind::Tracked {
+                inner,
+                guard: Some(guard),
+            },
         }
     }
 
@@ -51,13 +55,6 @@ impl<B> ResponseBody<B> {
             },
         }
     }
-}
-
-/// What the inner body's poll came to, decided while it is still borrowed.
-enum Outcome<D, E> {
-    Frame(Frame<D>),
-    End(Option<E>),
-    Cut,
 }
 
 impl<B> Body for ResponseBody<B>
@@ -72,35 +69,41 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let outcome = match self.as_mut().project().kind.project() {
-            KindProj::Tracked { inner, guard } => match inner.poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => Outcome::Frame(frame),
-                Poll::Ready(Some(Err(err))) => Outcome::End(Some(err)),
-                Poll::Ready(None) => Outcome::End(None),
-                Poll::Pending if guard.poll_deadline(cx) => {
-                    guard.record_cut();
-                    Outcome::Cut
+        match self.as_mut().project().kind.project() {
+            KindProj::Tracked { inner, guard } => {
+                let Some(tracked) = guard else {
+                    return Poll::Ready(None);
+                };
+                match inner.poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => return Poll::Ready(Some(Ok(frame))),
+                    // Ended by itself, or by its error: the count goes back now.
+                    Poll::Ready(Some(Err(err))) => {
+                        *guard = None;
+                        return Poll::Ready(Some(Err(err.into())));
+                    }
+                    Poll::Ready(None) => {
+                        *guard = None;
+                        return Poll::Ready(None);
+                    }
+                    Poll::Pending if tracked.poll_deadline(cx) => tracked.record_cut(),
+                    Poll::Pending => return Poll::Pending,
                 }
-                Poll::Pending => return Poll::Pending,
-            },
+            }
             KindProj::Rejected { data } => {
                 return Poll::Ready(data.take().map(|data| Ok(Frame::data(data))))
             }
             KindProj::Ended => return Poll::Ready(None),
-        };
-        let end = match outcome {
-            Outcome::Frame(frame) => return Poll::Ready(Some(Ok(frame))),
-            Outcome::End(err) => err.map(Into::into),
-            Outcome::Cut => Some(Cut::new().into()),
-        };
-        // Drops the inner body before the guard (field order): the count is
-        // given back once the application's body is gone.
+        }
+        // Cut at the deadline. Dropping the variant drops the inner body
+        // before the guard (field order): the count is given back once the
+        // application's body is gone.
         self.project().kind.set(Kind::Ended);
-        Poll::Ready(end.map(Err))
+        Poll::Ready(Some(Err(Cut::new().into())))
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
+            Kind::Tracked { guard: None, .. } => true,
             Kind::Tracked { inner, .. } => inner.is_end_stream(),
             Kind::Rejected { data } => data.is_none(),
             Kind::Ended => true,

@@ -235,6 +235,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn p7_grpc_is_recognised_on_http2_only() {
+        let drain = Drain::new();
+        let (_, inner) = counting_service();
+        let svc = drain.layer().layer(inner);
+        drain.trip();
+
+        // gRPC-Web rides HTTP/1.1 and is a different protocol: a plain 503.
+        let res = svc
+            .oneshot(request(Version::HTTP_11, Some("application/grpc-web")))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(res.headers().get("grpc-status").is_none());
+    }
+
+    #[tokio::test]
     async fn p8_rejection_is_customisable() {
         let drain = Drain::new();
         let (_, inner) = counting_service();

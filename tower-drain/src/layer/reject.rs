@@ -49,9 +49,11 @@ pub struct Rejection {
 
 impl Rejection {
     pub(crate) fn new<B>(req: &Request<B>) -> Self {
+        let version = req.version();
         Self {
-            version: req.version(),
-            grpc: is_grpc(req.headers()),
+            version,
+            // gRPC is defined over HTTP/2; HTTP/1.x requests skip the lookup.
+            grpc: version >= Version::HTTP_2 && is_grpc(req.headers()),
             cause: Cause::Draining,
         }
     }
@@ -68,7 +70,9 @@ impl Rejection {
         self.version
     }
 
-    /// Whether the request is gRPC (`content-type: application/grpc*`).
+    /// Whether the request is gRPC: HTTP/2 (or later) with
+    /// `content-type: application/grpc*`. (gRPC-Web over HTTP/1.1 is a
+    /// different protocol; it is answered like any HTTP/1.1 request.)
     pub fn is_grpc(&self) -> bool {
         self.grpc
     }
