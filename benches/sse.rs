@@ -1,1 +1,81 @@
-fn main() {}
+//! `SseDrainLayer`'s body wrapper against the raw body it wraps: frames per
+//! second for small SSE frames and for 64 KiB frames.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use futures_util::FutureExt;
+use http::{header, Request, Response};
+use http_body::Body;
+use tower::{Layer, ServiceExt};
+use tower_drain::Drain;
+use tower_drain_benches::RepeatBody;
+use tower_drain_sse::SseDrainLayer;
+
+/// Polls `body` to its end, as a server would.
+fn drain_body<B: Body>(body: B)
+where
+    B::Error: std::fmt::Debug,
+{
+    let mut body = std::pin::pin!(body);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    while let std::task::Poll::Ready(Some(frame)) = body.as_mut().poll_frame(&mut cx) {
+        frame.expect("frame");
+    }
+}
+
+fn sse(c: &mut Criterion) {
+    let drain = Drain::new();
+    let small = Bytes::from_static(b"id: 1234\ndata: {\"token\":\"hello\"}\n\n");
+    let mut big = b"data: ".to_vec();
+    big.resize(64 * 1024 - 2, b'x');
+    big.extend_from_slice(b"\n\n");
+    let big = Bytes::from(big);
+
+    for (label, frame, n) in [("small", small, 100_000), ("64KiB", big, 1_000)] {
+        let mut group = c.benchmark_group(format!("sse-{label}"));
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_function(BenchmarkId::from_parameter("raw body"), |b| {
+            b.iter_batched(
+                || RepeatBody::new(frame.clone(), n),
+                drain_body,
+                BatchSize::SmallInput,
+            )
+        });
+        let layer = SseDrainLayer::new(drain.signal());
+        group.bench_function(BenchmarkId::from_parameter("SseDrainLayer"), |b| {
+            b.iter_batched(
+                || {
+                    let body = RepeatBody::new(frame.clone(), n);
+                    let svc = layer.layer(tower::service_fn(move |_req: Request<()>| {
+                        let mut res = Response::new(body.clone());
+                        res.headers_mut().insert(
+                            header::CONTENT_TYPE,
+                            header::HeaderValue::from_static("text/event-stream"),
+                        );
+                        std::future::ready(Ok::<_, std::convert::Infallible>(res))
+                    }));
+                    svc.oneshot(Request::new(()))
+                        .now_or_never()
+                        .unwrap()
+                        .unwrap()
+                        .into_body()
+                },
+                drain_body,
+                BatchSize::SmallInput,
+            )
+        });
+        group.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30);
+    targets = sse
+}
+criterion_main!(benches);

@@ -43,7 +43,7 @@ impl<'a> CutStream<'a> {
     /// The last SSE event ID the client holds, the one it will send back as
     /// `Last-Event-ID` when it reconnects.
     pub fn last_event_id(&self) -> Option<&'a str> {
-        self.seen.last_event_id.as_deref()
+        self.seen.last_event_id()
     }
 }
 

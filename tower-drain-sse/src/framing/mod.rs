@@ -47,7 +47,23 @@ impl Framing {
 pub(crate) struct Seen {
     pub(crate) events: u64,
     pub(crate) bytes: u64,
-    pub(crate) last_event_id: Option<String>,
+    /// The last event ID the client holds, if `has_last_event_id`. Kept as
+    /// bytes: it becomes text only when the hook asks for it.
+    pub(crate) last_event_id: Vec<u8>,
+    pub(crate) has_last_event_id: bool,
+}
+
+impl Seen {
+    pub(crate) fn last_event_id(&self) -> Option<&str> {
+        // The stream is UTF-8 (SSE); an id cut at `MAX_ID` inside a
+        // character keeps its whole characters.
+        self.has_last_event_id
+            .then(|| match std::str::from_utf8(&self.last_event_id) {
+                Ok(id) => id,
+                Err(err) => std::str::from_utf8(&self.last_event_id[..err.valid_up_to()])
+                    .unwrap_or_default(),
+            })
+    }
 }
 
 /// A scanner for one of the framings.

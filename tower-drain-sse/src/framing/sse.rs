@@ -20,12 +20,12 @@ pub(crate) struct SseScanner {
     after_cr: bool,
     /// A field line has ended since the last blank line.
     fields_pending: bool,
-    /// The current line is an `id:` field; its value is collected.
+    /// The current line is an `id:` field; its value goes to `pending_id`.
     in_id: bool,
-    id_value: Vec<u8>,
-    /// The WHATWG "last event ID buffer": set by `id` fields, kept across events.
-    id_buffer: Vec<u8>,
-    id_dirty: bool,
+    /// The value of the last `id` field since the last blank line (the
+    /// WHATWG "last event ID buffer" when `id_pending`).
+    pending_id: Vec<u8>,
+    id_pending: bool,
     seen: Seen,
 }
 
@@ -71,17 +71,24 @@ impl SseScanner {
             self.head[start..start + n].copy_from_slice(&bytes[..n]);
             if start + n == self.head.len() && self.head == *b"id:" {
                 self.in_id = true;
-                self.id_value.clear();
-                self.push_id(&bytes[n..]);
+                self.pending_id.clear();
+                self.push_id(&bytes[n..], true);
             }
         } else if self.in_id {
-            self.push_id(bytes);
+            // A value whose first segment was empty ("id:" ended a chunk).
+            self.push_id(bytes, start == self.head.len());
         }
     }
 
-    fn push_id(&mut self, bytes: &[u8]) {
-        let room = MAX_ID.saturating_sub(self.id_value.len());
-        self.id_value
+    /// Collects `id` value bytes; `value_start` when `bytes` begins the
+    /// value (right after `id:`), whose one leading space is not part of it.
+    fn push_id(&mut self, bytes: &[u8], value_start: bool) {
+        let bytes = match value_start {
+            true => bytes.strip_prefix(b" ").unwrap_or(bytes),
+            false => bytes,
+        };
+        let room = MAX_ID.saturating_sub(self.pending_id.len());
+        self.pending_id
             .extend_from_slice(&bytes[..room.min(bytes.len())]);
     }
 
@@ -90,14 +97,13 @@ impl SseScanner {
         let in_id = std::mem::take(&mut self.in_id);
         if len == 0 {
             // A blank line: the event is dispatched, and with it the last
-            // event ID the client now holds.
+            // event ID the client now holds (a swap, not a copy).
             if std::mem::take(&mut self.fields_pending) {
                 self.seen.events += 1;
             }
-            if std::mem::take(&mut self.id_dirty) {
-                let id = self.seen.last_event_id.get_or_insert_with(String::new);
-                id.clear();
-                id.push_str(&String::from_utf8_lossy(&self.id_buffer));
+            if std::mem::take(&mut self.id_pending) {
+                std::mem::swap(&mut self.seen.last_event_id, &mut self.pending_id);
+                self.seen.has_last_event_id = true;
             }
             return;
         }
@@ -105,20 +111,17 @@ impl SseScanner {
             return;
         }
         self.fields_pending = true;
-        let value = if in_id {
-            let value = &self.id_value[..];
-            value.strip_prefix(b" ").unwrap_or(value)
-        } else if len == 2 && self.head[..2] == *b"id" {
-            &[]
-        } else {
+        if len == 2 && self.head[..2] == *b"id" {
+            // `id` with no colon: an empty value.
+            self.pending_id.clear();
+        } else if !in_id {
             return;
-        };
-        // An id containing NUL is ignored (WHATWG).
-        if !value.contains(&0) {
-            self.id_buffer.clear();
-            self.id_buffer.extend_from_slice(value);
-            self.id_dirty = true;
         }
+        // An id containing NUL is ignored (WHATWG). (It has overwritten an
+        // earlier valid `id` of the same event in `pending_id`, so that one is
+        // lost too: the hook's id may be older than the client's. Rare enough
+        // not to pay a copy per `id` line for.)
+        self.id_pending = !self.pending_id.contains(&0);
     }
 }
 
@@ -185,18 +188,18 @@ mod tests {
             s.seen().bytes,
             chunks.iter().map(|c| c.len() as u64).sum::<u64>()
         );
-        assert_eq!(s.seen().last_event_id.as_deref(), Some("7"));
+        assert_eq!(s.seen().last_event_id(), Some("7"));
 
         // The id counts once its event is dispatched, and persists after it.
         let s = scan(&["id: 9\ndata: x\n"]);
-        assert_eq!(s.seen().last_event_id, None);
+        assert_eq!(s.seen().last_event_id(), None);
         let s = scan(&["id: 9\ndata: x\n\ndata: y\n\n"]);
-        assert_eq!(s.seen().last_event_id.as_deref(), Some("9"));
+        assert_eq!(s.seen().last_event_id(), Some("9"));
 
         // `id` alone resets it; an id with NUL is ignored.
         let s = scan(&["id: 9\n\nid\n\n"]);
-        assert_eq!(s.seen().last_event_id.as_deref(), Some(""));
+        assert_eq!(s.seen().last_event_id(), Some(""));
         let s = scan(&["id: 9\n\nid: a\0b\n\n"]);
-        assert_eq!(s.seen().last_event_id.as_deref(), Some("9"));
+        assert_eq!(s.seen().last_event_id(), Some("9"));
     }
 }

@@ -93,16 +93,14 @@ impl<B> SseBody<B> {
 }
 
 impl Watch {
-    /// Moves the phase on; registers for the trip and the grace timer.
-    fn advance(&mut self, tripped: Pin<&mut Tripped>, cx: &mut Context<'_>) {
+    /// Moves the phase on from what can be read without waiting: the trip
+    /// (one atomic load), the grace timer, the deadline.
+    fn advance(&mut self, cx: &mut Context<'_>) {
         if let Phase::Serving = self.phase {
-            if tripped.poll(cx).is_pending() {
+            if !self.config.signal.is_tripped() {
                 return;
             }
-            self.phase = match self.config.grace {
-                grace if grace.is_zero() => Phase::Ending,
-                grace => Phase::Grace(Box::pin(tokio::time::sleep(grace))),
-            };
+            self.tripped();
         }
         if let Phase::Grace(timer) = &mut self.phase {
             // At the deadline the outer `DrainLayer` wakes this body; end now.
@@ -110,6 +108,24 @@ impl Watch {
                 self.phase = Phase::Ending;
             }
         }
+    }
+
+    /// Before the body waits for its application: registers for the trip,
+    /// and moves on if it has happened since `advance`.
+    fn before_waiting(&mut self, tripped: Pin<&mut Tripped>, cx: &mut Context<'_>) {
+        if let Phase::Serving = self.phase {
+            if tripped.poll(cx).is_ready() {
+                self.tripped();
+                self.advance(cx);
+            }
+        }
+    }
+
+    fn tripped(&mut self) {
+        self.phase = match self.config.grace {
+            grace if grace.is_zero() => Phase::Ending,
+            grace => Phase::Grace(Box::pin(tokio::time::sleep(grace))),
+        };
     }
 
     /// The terminal frame, if the stream should end here and now.
@@ -142,7 +158,7 @@ where
                 tripped,
                 watch,
             } => {
-                watch.advance(tripped, cx);
+                watch.advance(cx);
                 match watch.terminal() {
                     Some(frame) => Some(Ok(Frame::data(frame))),
                     None => match inner.poll_frame(cx) {
@@ -154,7 +170,13 @@ where
                         }
                         Poll::Ready(Some(Err(err))) => Some(Err(err)),
                         Poll::Ready(None) => None,
-                        Poll::Pending => return Poll::Pending,
+                        Poll::Pending => {
+                            watch.before_waiting(tripped, cx);
+                            match watch.terminal() {
+                                Some(frame) => Some(Ok(Frame::data(frame))),
+                                None => return Poll::Pending,
+                            }
+                        }
                     },
                 }
             }
