@@ -19,6 +19,9 @@ use bytes::Bytes;
 use futures_util::stream;
 use tokio::net::TcpListener;
 use tower_drain::Drain;
+
+#[path = "../shared.rs"]
+mod shared;
 use tracing::info;
 
 #[tokio::main]
@@ -50,18 +53,14 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
             .await
     });
 
-    shutdown_signal().await;
+    shared::shutdown_signal().await;
     info!(?deadline, "shutdown signal received: draining");
     // `tower-drain` logs the report too (its `tracing` feature); the summary
     // on stdout is for scripts.
     let report = drain.shutdown(deadline).await;
     println!("{report}");
 
-    // Connections a cut request left behind must not hold the exit.
-    match tokio::time::timeout(Duration::from_secs(5), server).await {
-        Ok(served) => served??,
-        Err(_) => info!("server connections still open after the drain; exiting anyway"),
-    }
+    shared::join_server(server).await?;
     Ok(if report.is_clean() {
         ExitCode::SUCCESS
     } else {
@@ -88,20 +87,4 @@ async fn stream_tokens(Query(Tokens { n }): Query<Tokens>) -> Body {
         ))
     });
     Body::from_stream(tokens)
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .expect("install Ctrl-C handler");
 }

@@ -25,6 +25,9 @@ use axum::Router;
 use futures_util::{stream, Stream};
 use tokio::net::TcpListener;
 use tower_drain::Drain;
+
+#[path = "../shared.rs"]
+mod shared;
 use tower_drain_sse::{CutStream, SseDrainLayer};
 use tracing::{info, warn};
 
@@ -78,13 +81,10 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
             .await
     });
 
-    shutdown_signal().await;
+    shared::shutdown_signal().await;
     let report = drain.shutdown(Duration::from_secs(30)).await;
     println!("{report}");
-    match tokio::time::timeout(Duration::from_secs(5), server).await {
-        Ok(served) => served??,
-        Err(_) => warn!("connections still open after the drain; exiting anyway"),
-    }
+    shared::join_server(server).await?;
     Ok(if report.is_clean() {
         ExitCode::SUCCESS
     } else {
@@ -124,20 +124,4 @@ fn save_partial(path: &PathBuf, cut: &CutStream<'_>) {
         Ok(()) => info!(%line, path = %path.display(), "saved partial output"),
         Err(err) => warn!(%err, "could not save partial output"),
     }
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .expect("install Ctrl-C handler");
 }

@@ -54,3 +54,19 @@ pub(crate) fn counting_service() -> (
     });
     (calls, svc)
 }
+
+/// A service that answers its one request with `body`.
+pub(crate) fn serving(
+    body: TestBody,
+) -> impl tower_service::Service<
+    Request<()>,
+    Response = Response<TestBody>,
+    Error = Infallible,
+    Future: Send,
+> {
+    let mut body = Some(body);
+    tower::service_fn(move |_req: Request<()>| {
+        let body = body.take().expect("one request per test service");
+        async move { Ok::<_, Infallible>(Response::new(body)) }
+    })
+}

@@ -158,15 +158,14 @@ impl Default for Drain {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use std::convert::Infallible;
     use std::time::Duration;
 
-    use http::{Request, Response, StatusCode};
+    use http::{Request, StatusCode};
     use http_body_util::BodyExt;
     use tower::{Layer, Service, ServiceExt};
 
     use super::Drain;
-    use crate::test_support::{channel_body, counting_service};
+    use crate::test_support::{channel_body, counting_service, serving};
 
     #[tokio::test]
     async fn trip_is_idempotent() {
@@ -179,7 +178,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn drained_waits_for_trip_and_allows_many_waiters() {
+    async fn o1_drained_waits_for_trip_and_allows_many_waiters() {
         let drain = Drain::new();
         let waiters: Vec<_> = (0..8).map(|_| tokio::spawn(drain.drained())).collect();
         tokio::task::yield_now().await;
@@ -193,19 +192,10 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn shutdown_reports_completed_and_rejected() {
+    async fn o2_shutdown_reports_completed_and_rejected() {
         let drain = Drain::new();
         let (tx, body) = channel_body();
-        let mut body = Some(body);
-        let mut svc = drain
-            .layer()
-            .layer(tower::service_fn(move |_req: Request<()>| {
-                let body = body.take();
-                async move {
-                    let body = body.expect("one streaming request in this test");
-                    Ok::<_, Infallible>(Response::new(body))
-                }
-            }));
+        let mut svc = drain.layer().layer(serving(body));
         let res = svc
             .ready()
             .await
@@ -269,5 +259,66 @@ mod tests {
             assert_eq!(report.rejected(), 0);
             assert_eq!(report.in_flight_at_trip(), 1);
         }
+    }
+
+    /// O4: the trip, the deadline (with the number cut) and the drain are logged.
+    #[cfg(feature = "tracing")]
+    #[tokio::test(start_paused = true)]
+    async fn o4_tracing_events_at_each_phase() {
+        use std::sync::{Arc, Mutex};
+
+        #[derive(Clone, Default)]
+        struct Log(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Log {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+
+        let log = Log::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer({
+                let log = log.clone();
+                move || log.clone()
+            })
+            .with_ansi(false)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+
+        let drain = Drain::new();
+        let (_tx, body) = channel_body();
+        let res = drain
+            .layer()
+            .layer(serving(body))
+            .oneshot(Request::new(()))
+            .await
+            .unwrap();
+        drain.shutdown(Duration::from_secs(1)).await;
+        drop(res);
+
+        let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 3, "{log}");
+        assert!(
+            lines[0].contains("INFO")
+                && lines[0].contains("drain tripped")
+                && lines[0].contains("in_flight=1")
+        );
+        assert!(
+            lines[1].contains("WARN")
+                && lines[1].contains("drain deadline reached")
+                && lines[1].contains("cutting=1")
+        );
+        // The held body is never polled again, so it is not cut: unfinished.
+        assert!(
+            lines[2].contains("INFO")
+                && lines[2].contains("drained")
+                && lines[2].contains("1 unfinished"),
+            "{log}"
+        );
     }
 }

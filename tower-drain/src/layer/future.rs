@@ -153,7 +153,7 @@ mod tests {
     use tower::{Layer, ServiceExt};
 
     use crate::layer::{Cause, Rejection};
-    use crate::test_support::{channel_body, counting_service, full, TestBody};
+    use crate::test_support::{channel_body, counting_service, full, serving, TestBody};
     use crate::Drain;
 
     fn request(version: Version, content_type: Option<&str>) -> Request<()> {
@@ -355,13 +355,7 @@ mod tests {
     async fn streaming_body_ends_with_cut_error_at_the_deadline() {
         let drain = Drain::new();
         let (tx, body) = channel_body();
-        let mut body = Some(body);
-        let svc = drain
-            .layer()
-            .layer(tower::service_fn(move |_req: Request<()>| {
-                let body = body.take().unwrap();
-                async move { Ok::<_, Infallible>(Response::new(body)) }
-            }));
+        let svc = drain.layer().layer(serving(body));
         let res = svc.oneshot(request(Version::HTTP_11, None)).await.unwrap();
         tx.send(Ok("partial".into())).unwrap();
 

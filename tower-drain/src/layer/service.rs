@@ -89,7 +89,7 @@ mod tests {
     use tower::{Layer, Service, ServiceExt};
     use tower_test::mock;
 
-    use crate::test_support::{channel_body, counting_service, full, TestBody};
+    use crate::test_support::{channel_body, counting_service, full, serving, TestBody};
     use crate::Drain;
 
     #[tokio::test]
@@ -128,13 +128,7 @@ mod tests {
     async fn p1_counted_until_the_body_ends_not_the_future() {
         let drain = Drain::new();
         let (tx, body) = channel_body();
-        let mut body = Some(body);
-        let mut svc = drain
-            .layer()
-            .layer(tower::service_fn(move |_req: Request<()>| {
-                let body = body.take().unwrap();
-                async move { Ok::<_, Infallible>(Response::new(body)) }
-            }));
+        let mut svc = drain.layer().layer(serving(body));
 
         let res = svc
             .ready()
@@ -211,13 +205,7 @@ mod tests {
     async fn p3_count_returns_to_zero_when_the_body_is_dropped_mid_stream() {
         let drain = Drain::new();
         let (tx, body) = channel_body();
-        let mut body = Some(body);
-        let mut svc = drain
-            .layer()
-            .layer(tower::service_fn(move |_req: Request<()>| {
-                let body = body.take().unwrap();
-                async move { Ok::<_, Infallible>(Response::new(body)) }
-            }));
+        let mut svc = drain.layer().layer(serving(body));
         let res = svc
             .ready()
             .await
@@ -238,13 +226,7 @@ mod tests {
     async fn p3_count_returns_to_zero_when_the_body_errors() {
         let drain = Drain::new();
         let (tx, body) = channel_body();
-        let mut body = Some(body);
-        let mut svc = drain
-            .layer()
-            .layer(tower::service_fn(move |_req: Request<()>| {
-                let body = body.take().unwrap();
-                async move { Ok::<_, Infallible>(Response::new(body)) }
-            }));
+        let mut svc = drain.layer().layer(serving(body));
         let res = svc
             .ready()
             .await
