@@ -1,7 +1,8 @@
 use std::fmt;
+use std::num::NonZeroU32;
 use std::task::Context;
 
-use super::{count, Block, Slot, FORCED, ONE, TRIPPED};
+use super::{count, Slot, FORCED, ONE, TRIPPED};
 use crate::sync::Ordering;
 
 /// One admitted request's count. It moves from the response future into the
@@ -10,19 +11,22 @@ use crate::sync::Ordering;
 /// A plain reference, not a reference count: blocks are never freed (see
 /// `pool.rs`), so carrying a request costs no atomic operation of its own.
 pub(crate) struct Guard {
-    block: &'static Block,
     slot: &'static Slot,
-    /// Its key in the slot's `waiting` slab, once it has had to wait.
-    waiting: Option<usize>,
+    /// Its key in the slot's `waiting` slab, plus one, once it has had to
+    /// wait. (Small: the guard rides in every response future and body.)
+    waiting: Option<NonZeroU32>,
 }
 
 impl Guard {
-    pub(super) fn new(block: &'static Block, slot: &'static Slot) -> Self {
+    pub(super) fn new(slot: &'static Slot) -> Self {
         Self {
-            block,
             slot,
             waiting: None,
         }
+    }
+
+    fn waiting_key(&self) -> Option<usize> {
+        self.waiting.map(|key| key.get() as usize - 1)
     }
 
     /// The drain has tripped since this request was admitted.
@@ -44,9 +48,12 @@ impl Guard {
         }
         {
             let mut waiting = self.slot.waiting();
-            match self.waiting.and_then(|key| waiting.get_mut(key)) {
+            match self.waiting_key().and_then(|key| waiting.get_mut(key)) {
                 Some(waker) => waker.clone_from(cx.waker()),
-                None => self.waiting = Some(waiting.insert(cx.waker().clone())),
+                None => {
+                    let key = waiting.insert(cx.waker().clone());
+                    self.waiting = u32::try_from(key + 1).ok().and_then(NonZeroU32::new);
+                }
             }
         }
         // Checked again after registering: `force` sets the bit before it
@@ -64,7 +71,7 @@ impl Guard {
 impl Drop for Guard {
     #[inline]
     fn drop(&mut self) {
-        if let Some(key) = self.waiting {
+        if let Some(key) = self.waiting_key() {
             self.slot.waiting().try_remove(key);
         }
         let prev = self.slot.word.fetch_sub(ONE, Ordering::Release);
@@ -72,7 +79,9 @@ impl Drop for Guard {
             // The last request of a tripped slot: waiters re-check for drained.
             // (Should the block be recycled in between, this is a spurious
             // wake-up for its next owner's waiters, who re-check too.)
-            self.block.on_release.notify_waiters();
+            if let Some(block) = self.slot.block.get() {
+                block.on_release.notify_waiters();
+            }
         }
     }
 }

@@ -15,7 +15,7 @@ use super::{Block, Event, Wait};
 /// Blocks are never freed in production (see `pool.rs`); leaking one per
 /// model iteration mirrors that.
 fn block(slots: usize) -> &'static Block {
-    Box::leak(Box::new(Block::new(slots)))
+    Block::leak(slots)
 }
 
 /// P2: a request admitted on any slot is still in flight while it runs, so it

@@ -23,7 +23,7 @@ pub(crate) use pool::Handle;
 pub(crate) use wait::{Event, Wait};
 
 use std::fmt;
-use std::sync::PoisonError;
+use std::sync::{OnceLock, PoisonError};
 use std::task::Waker;
 
 use slab::Slab;
@@ -47,6 +47,10 @@ fn count(word: usize) -> usize {
 #[repr(align(128))]
 pub(crate) struct Slot {
     word: AtomicUsize,
+    /// The block this slot belongs to, set once when the block is placed.
+    /// Only the slow path (the last release of a tripped slot) reads it, so a
+    /// guard carries one pointer.
+    block: OnceLock<&'static Block>,
     rejected: AtomicUsize,
     cut: AtomicUsize,
     /// Wakers of this slot's requests that are waiting (a pending response or
@@ -61,6 +65,7 @@ impl Slot {
     fn new() -> Self {
         Self {
             word: AtomicUsize::new(0),
+            block: OnceLock::new(),
             rejected: AtomicUsize::new(0),
             cut: AtomicUsize::new(0),
             waiting: Mutex::new(Slab::new()),
@@ -91,7 +96,17 @@ pub(crate) struct Block {
 }
 
 impl Block {
-    pub(crate) fn new(slots: usize) -> Self {
+    /// A new block with room for `slots` shards (rounded up to a power of
+    /// two), placed for good: blocks are never freed (see `pool.rs`).
+    pub(crate) fn leak(slots: usize) -> &'static Self {
+        let block: &'static Block = Box::leak(Box::new(Block::new(slots)));
+        for slot in block.slots.iter() {
+            let _ = slot.block.set(block);
+        }
+        block
+    }
+
+    fn new(slots: usize) -> Self {
         let slots = slots.max(1).next_power_of_two();
         Self {
             slots: (0..slots).map(|_| Slot::new()).collect(),
@@ -122,7 +137,7 @@ impl Block {
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Some(Guard::new(self, slot)),
+                Ok(_) => return Some(Guard::new(slot)),
                 Err(actual) => word = actual,
             }
         }

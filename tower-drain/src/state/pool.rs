@@ -35,7 +35,7 @@ impl Handle {
                 block.reset();
                 block
             }
-            None => Box::leak(Box::new(Block::new(slots_for_this_machine()))),
+            None => Block::leak(slots_for_this_machine()),
         };
         Self { block }
     }
