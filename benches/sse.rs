@@ -43,29 +43,37 @@ fn sse(c: &mut Criterion) {
                 BatchSize::SmallInput,
             )
         });
-        let layer = SseDrainLayer::new(drain.signal());
-        group.bench_function(BenchmarkId::from_parameter("SseDrainLayer"), |b| {
-            b.iter_batched(
-                || {
-                    let body = RepeatBody::new(frame.clone(), n);
-                    let svc = layer.layer(tower::service_fn(move |_req: Request<()>| {
-                        let mut res = Response::new(body.clone());
-                        res.headers_mut().insert(
-                            header::CONTENT_TYPE,
-                            header::HeaderValue::from_static("text/event-stream"),
-                        );
-                        std::future::ready(Ok::<_, std::convert::Infallible>(res))
-                    }));
-                    svc.oneshot(Request::new(()))
-                        .now_or_never()
-                        .unwrap()
-                        .unwrap()
-                        .into_body()
-                },
-                drain_body,
-                BatchSize::SmallInput,
-            )
+        let plain = SseDrainLayer::new(drain.signal());
+        let counting = SseDrainLayer::new(drain.signal()).on_cut(|cut| {
+            std::hint::black_box(cut.events());
         });
+        for (name, layer) in [
+            ("SseDrainLayer", plain),
+            ("SseDrainLayer + on_cut", counting),
+        ] {
+            group.bench_function(BenchmarkId::from_parameter(name), |b| {
+                b.iter_batched(
+                    || {
+                        let body = RepeatBody::new(frame.clone(), n);
+                        let svc = layer.layer(tower::service_fn(move |_req: Request<()>| {
+                            let mut res = Response::new(body.clone());
+                            res.headers_mut().insert(
+                                header::CONTENT_TYPE,
+                                header::HeaderValue::from_static("text/event-stream"),
+                            );
+                            std::future::ready(Ok::<_, std::convert::Infallible>(res))
+                        }));
+                        svc.oneshot(Request::new(()))
+                            .now_or_never()
+                            .unwrap()
+                            .unwrap()
+                            .into_body()
+                    },
+                    drain_body,
+                    BatchSize::SmallInput,
+                )
+            });
+        }
         group.finish();
     }
 }

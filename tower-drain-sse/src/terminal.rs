@@ -121,6 +121,12 @@ impl Config {
         }
     }
 
+    /// Whether anything reads what a stream sent (a hook or a custom frame):
+    /// only then do scanners count events and keep the last event ID.
+    pub(crate) fn counts(&self) -> bool {
+        self.on_cut.is_some() || self.custom.is_some()
+    }
+
     pub(crate) fn cut(&self, cut: &CutStream<'_>) {
         if let Some(on_cut) = &self.on_cut {
             on_cut(cut);

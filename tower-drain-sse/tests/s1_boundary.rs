@@ -186,7 +186,9 @@ fn case() -> impl Strategy<Value = (Vec<u8>, Vec<usize>, usize)> {
 }
 
 /// Runs the stream through the layer, tripping after `trip_after` frames.
-fn run(stream_bytes: &[u8], ends: &[usize], trip_after: usize) -> Vec<Bytes> {
+/// With `hook`, the layer counts what passes (the hook reads it); without,
+/// it checks frames at their tails where it can. Both must frame alike.
+fn run(stream_bytes: &[u8], ends: &[usize], trip_after: usize, hook: bool) -> Vec<Bytes> {
     let drain = Drain::new();
     let mut start = 0;
     let chunks: Vec<Bytes> = ends
@@ -197,19 +199,22 @@ fn run(stream_bytes: &[u8], ends: &[usize], trip_after: usize) -> Vec<Bytes> {
             chunk
         })
         .collect();
-    let svc =
-        SseDrainLayer::new(drain.signal()).layer(tower::service_fn(move |_req: Request<()>| {
-            let frames = stream::iter(
-                chunks
-                    .clone()
-                    .into_iter()
-                    .map(|c| Ok::<_, Infallible>(Frame::data(c))),
-            );
-            let mut res = Response::new(StreamBody::new(frames));
-            res.headers_mut()
-                .insert(header::CONTENT_TYPE, "text/event-stream".parse().unwrap());
-            std::future::ready(Ok::<_, Infallible>(res))
-        }));
+    let mut layer = SseDrainLayer::new(drain.signal());
+    if hook {
+        layer = layer.on_cut(|cut| assert!(cut.bytes() > 0 || cut.events() == 0));
+    }
+    let svc = layer.layer(tower::service_fn(move |_req: Request<()>| {
+        let frames = stream::iter(
+            chunks
+                .clone()
+                .into_iter()
+                .map(|c| Ok::<_, Infallible>(Frame::data(c))),
+        );
+        let mut res = Response::new(StreamBody::new(frames));
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, "text/event-stream".parse().unwrap());
+        std::future::ready(Ok::<_, Infallible>(res))
+    }));
     let res = svc
         .oneshot(Request::new(()))
         .now_or_never()
@@ -236,8 +241,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
-    fn s1_terminal_frame_only_at_an_event_boundary((bytes, ends, trip_after) in case()) {
-        let out = run(&bytes, &ends, trip_after);
+    fn s1_terminal_frame_only_at_an_event_boundary((bytes, ends, trip_after) in case(), hook in any::<bool>()) {
+        let out = run(&bytes, &ends, trip_after, hook);
         let all = events_in(&bytes);
 
         let Some((terminal, passed)) = out.split_last() else {
@@ -272,8 +277,8 @@ fn s1_mixed_line_endings_and_split_crlf() {
     // A CRLF split over two chunks, then events with each line ending.
     let bytes = b"data: a\r\n\r\ndata: b\r\rdata: c\n\r\ndata: d\r\n\n";
     let ends = [8, 9, 12, 20, 30, bytes.len()];
-    for trip_after in 0..=ends.len() {
-        let out = run(bytes, &ends, trip_after);
+    for (trip_after, hook) in (0..=ends.len()).flat_map(|t| [(t, false), (t, true)]) {
+        let out = run(bytes, &ends, trip_after, hook);
         let got = parse(&out.concat());
         let datas: Vec<&str> = got.iter().map(|e| e.data.as_str()).collect();
         let n = datas.len() - 1;

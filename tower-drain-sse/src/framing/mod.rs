@@ -74,10 +74,13 @@ pub(crate) enum Scanner {
 }
 
 impl Scanner {
-    pub(crate) fn new(framing: Framing) -> Self {
+    /// `counting`: keep what `Seen` reports (events, last event ID). Without
+    /// it, only where the events end is tracked, and a frame that ends an
+    /// event where the last one ended is checked at its tail alone.
+    pub(crate) fn new(framing: Framing, counting: bool) -> Self {
         match framing {
-            Framing::Sse => Scanner::Sse(SseScanner::default()),
-            Framing::Ndjson => Scanner::Ndjson(NdjsonScanner::default()),
+            Framing::Sse => Scanner::Sse(SseScanner::new(counting)),
+            Framing::Ndjson => Scanner::Ndjson(NdjsonScanner::new(counting)),
         }
     }
 

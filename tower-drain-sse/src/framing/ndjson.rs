@@ -4,15 +4,25 @@ use super::Seen;
 #[derive(Debug, Default)]
 pub(crate) struct NdjsonScanner {
     in_line: bool,
+    /// Count the lines (for the cut hook); otherwise only the last byte counts.
+    counting: bool,
     seen: Seen,
 }
 
 impl NdjsonScanner {
+    pub(crate) fn new(counting: bool) -> Self {
+        Self {
+            counting,
+            ..Self::default()
+        }
+    }
+
     pub(crate) fn feed(&mut self, data: &[u8]) {
         self.seen.bytes += data.len() as u64;
         let Some(last) = data.last() else { return };
-        let lines = memchr::memchr_iter(b'\n', data).count() as u64;
-        self.seen.events += lines;
+        if self.counting {
+            self.seen.events += memchr::memchr_iter(b'\n', data).count() as u64;
+        }
         self.in_line = *last != b'\n';
     }
 
@@ -31,7 +41,7 @@ mod tests {
 
     #[test]
     fn boundary_after_each_newline() {
-        let mut s = NdjsonScanner::default();
+        let mut s = NdjsonScanner::new(true);
         assert!(s.at_boundary(), "nothing sent yet");
         s.feed(b"{\"a\":1}\n{\"b\"");
         assert!(!s.at_boundary());

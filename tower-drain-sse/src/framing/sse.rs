@@ -26,12 +26,35 @@ pub(crate) struct SseScanner {
     /// WHATWG "last event ID buffer" when `id_pending`).
     pending_id: Vec<u8>,
     id_pending: bool,
+    /// Keep `seen.events` and the last event ID (for the cut hook).
+    counting: bool,
     seen: Seen,
 }
 
 impl SseScanner {
-    pub(crate) fn feed(&mut self, mut data: &[u8]) {
+    pub(crate) fn new(counting: bool) -> Self {
+        Self {
+            counting,
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn feed(&mut self, data: &[u8]) {
         self.seen.bytes += data.len() as u64;
+        // At a clean boundary, a frame that ends with a blank line leaves the
+        // stream at a boundary again, whatever it holds: nothing in between
+        // can leave a field pending past a blank line. Unless the hook needs
+        // the counts, its tail is all that has to be read.
+        if !self.counting && self.at_boundary() && !self.after_cr {
+            if let Some(last) = blank_line_end(data) {
+                self.after_cr = last == b'\r';
+                return;
+            }
+        }
+        self.scan(data);
+    }
+
+    fn scan(&mut self, mut data: &[u8]) {
         while let Some((&first, rest)) = data.split_first() {
             if std::mem::take(&mut self.after_cr) && first == b'\n' {
                 data = rest;
@@ -125,16 +148,49 @@ impl SseScanner {
     }
 }
 
+/// If `data` ends with a blank line (its last line end closes an empty
+/// line), the last byte: CR or LF.
+fn blank_line_end(data: &[u8]) -> Option<u8> {
+    let last = *data.last()?;
+    let before = match data {
+        [rest @ .., b'\r', b'\n'] => rest,
+        [rest @ .., b'\n' | b'\r'] => rest,
+        _ => return None,
+    };
+    matches!(before.last(), Some(b'\n' | b'\r')).then_some(last)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::SseScanner;
+    use super::{blank_line_end, SseScanner};
 
+    /// Every check runs in both modes, which must agree on boundaries.
     fn scan(chunks: &[&str]) -> SseScanner {
-        let mut s = SseScanner::default();
+        let (mut counting, mut fast) = (SseScanner::new(true), SseScanner::new(false));
         for chunk in chunks {
-            s.feed(chunk.as_bytes());
+            counting.feed(chunk.as_bytes());
+            fast.feed(chunk.as_bytes());
+            assert_eq!(counting.at_boundary(), fast.at_boundary(), "{chunks:?}");
         }
-        s
+        counting
+    }
+
+    #[test]
+    fn blank_line_ends() {
+        for end in [
+            "\n\n", "\r\r", "\r\n\r\n", "\n\r\n", "\r\n\n", "\r\r\n", "\n\r",
+        ] {
+            assert!(
+                blank_line_end(format!("data: x{end}").as_bytes()).is_some(),
+                "{end:?}"
+            );
+        }
+        for end in ["\n", "\r", "\r\n", "", "x"] {
+            assert!(
+                blank_line_end(format!("data: x{end}").as_bytes()).is_none(),
+                "{end:?}"
+            );
+        }
     }
 
     #[test]

@@ -83,7 +83,7 @@ impl<B> SseBody<B> {
                 tripped: config.signal.tripped(),
                 watch: Watch {
                     framing,
-                    scanner: Scanner::new(framing),
+                    scanner: Scanner::new(framing, config.counts()),
                     phase: Phase::Serving,
                     config,
                 },
