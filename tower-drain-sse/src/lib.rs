@@ -4,7 +4,9 @@
 //! drains, the client should get a well-formed last event that says why the
 //! stream ends, then a clean end of stream: not a reset, not a hang until the
 //! deadline, not half an event. [`SseDrainLayer`] does that for
-//! `text/event-stream` and newline-delimited JSON responses:
+//! `text/event-stream`, newline-delimited JSON and gRPC server-streaming
+//! responses (for gRPC the end is `grpc-status: 14` trailers after the last
+//! whole message):
 //!
 //! - frames pass through untouched (the same `Bytes`, no copy) while a
 //!   scanner tracks the event boundaries;

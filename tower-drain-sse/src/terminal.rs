@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::HeaderMap;
+use http_body::Frame;
 use tower_drain::DrainSignal;
 
 use crate::framing::{Framing, Seen};
@@ -58,6 +60,7 @@ pub(crate) struct Config {
     spec: FrameSpec,
     sse: Bytes,
     ndjson: Bytes,
+    grpc: HeaderMap,
     custom: Option<Arc<FrameFn>>,
     on_cut: Option<Arc<HookFn>>,
 }
@@ -91,6 +94,7 @@ impl Config {
             spec: FrameSpec::default(),
             sse: Bytes::new(),
             ndjson: Bytes::new(),
+            grpc: HeaderMap::new(),
             custom: None,
             on_cut: None,
         };
@@ -112,12 +116,14 @@ impl Config {
         self.on_cut = Some(f);
     }
 
-    /// The terminal frame for a stream that had sent `cut`.
-    pub(crate) fn terminal(&self, cut: &CutStream<'_>) -> Bytes {
+    /// The terminal frame for a stream that had sent `cut`: data for SSE and
+    /// NDJSON, trailers for gRPC (a custom frame does not apply there).
+    pub(crate) fn terminal(&self, cut: &CutStream<'_>) -> Frame<Bytes> {
         match (&self.custom, cut.framing()) {
-            (Some(custom), _) => custom(cut),
-            (None, Framing::Sse) => self.sse.clone(),
-            (None, Framing::Ndjson) => self.ndjson.clone(),
+            (_, Framing::Grpc) => Frame::trailers(self.grpc.clone()),
+            (Some(custom), _) => Frame::data(custom(cut)),
+            (None, Framing::Sse) => Frame::data(self.sse.clone()),
+            (None, Framing::Ndjson) => Frame::data(self.ndjson.clone()),
         }
     }
 
@@ -165,6 +171,8 @@ impl Config {
         let mut ndjson = one_line(data);
         ndjson.push('\n');
         self.ndjson = Bytes::from(ndjson);
+
+        self.grpc = tower_drain::grpc::unavailable(&spec.message);
     }
 }
 
@@ -193,7 +201,21 @@ mod tests {
 
     fn frame(config: &Config, framing: Framing) -> String {
         let seen = Seen::default();
-        String::from_utf8(config.terminal(&CutStream::new(framing, &seen)).to_vec()).unwrap()
+        let frame = config.terminal(&CutStream::new(framing, &seen));
+        String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn grpc_ends_with_unavailable_trailers() {
+        let config = Config::new(Drain::new().signal());
+        let seen = Seen::default();
+        let frame = config.terminal(&CutStream::new(Framing::Grpc, &seen));
+        let trailers = frame.into_trailers().unwrap();
+        assert_eq!(trailers["grpc-status"], "14");
+        assert_eq!(
+            trailers["grpc-message"],
+            "the server is shutting down; reconnect to resume"
+        );
     }
 
     #[test]

@@ -70,6 +70,7 @@ pub(crate) use event;
 
 pub mod drain;
 pub mod error;
+pub mod grpc;
 pub mod layer;
 mod state;
 mod sync;

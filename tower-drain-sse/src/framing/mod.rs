@@ -4,12 +4,14 @@
 //! and knows at every point whether the client has received whole events only,
 //! that is, whether a terminal frame may be appended there.
 
+mod grpc;
 mod ndjson;
 mod sse;
 
 use http::header::CONTENT_TYPE;
 use http::HeaderMap;
 
+pub(crate) use self::grpc::GrpcScanner;
 pub(crate) use self::ndjson::NdjsonScanner;
 pub(crate) use self::sse::SseScanner;
 
@@ -22,6 +24,10 @@ pub enum Framing {
     /// Newline-delimited JSON, `application/x-ndjson` or `application/jsonl`:
     /// every line is an event.
     Ndjson,
+    /// gRPC, `application/grpc*`: every length-prefixed message is an event,
+    /// and the stream ends with trailers (`grpc-status: 14`, `UNAVAILABLE`)
+    /// instead of a data frame.
+    Grpc,
 }
 
 impl Framing {
@@ -36,6 +42,12 @@ impl Framing {
             || essence.eq_ignore_ascii_case(b"application/jsonl")
         {
             Some(Framing::Ndjson)
+        } else if essence.len() >= 16
+            && essence[..16].eq_ignore_ascii_case(b"application/grpc")
+            && !essence[16..].starts_with(b"-")
+        {
+            // `application/grpc`, `application/grpc+proto`, ...; not gRPC-Web.
+            Some(Framing::Grpc)
         } else {
             None
         }
@@ -71,6 +83,7 @@ impl Seen {
 pub(crate) enum Scanner {
     Sse(SseScanner),
     Ndjson(NdjsonScanner),
+    Grpc(GrpcScanner),
 }
 
 impl Scanner {
@@ -81,6 +94,9 @@ impl Scanner {
         match framing {
             Framing::Sse => Scanner::Sse(SseScanner::new(counting)),
             Framing::Ndjson => Scanner::Ndjson(NdjsonScanner::new(counting)),
+            // Message headers are read anyway to find the boundaries, so the
+            // count costs nothing extra.
+            Framing::Grpc => Scanner::Grpc(GrpcScanner::default()),
         }
     }
 
@@ -90,6 +106,7 @@ impl Scanner {
         match self {
             Scanner::Sse(s) => s.feed(data),
             Scanner::Ndjson(s) => s.feed(data),
+            Scanner::Grpc(s) => s.feed(data),
         }
     }
 
@@ -100,6 +117,7 @@ impl Scanner {
         match self {
             Scanner::Sse(s) => s.at_boundary(),
             Scanner::Ndjson(s) => s.at_boundary(),
+            Scanner::Grpc(s) => s.at_boundary(),
         }
     }
 
@@ -107,6 +125,7 @@ impl Scanner {
         match self {
             Scanner::Sse(s) => s.seen(),
             Scanner::Ndjson(s) => s.seen(),
+            Scanner::Grpc(s) => s.seen(),
         }
     }
 }
@@ -129,6 +148,9 @@ mod tests {
         assert_eq!(of("Text/Event-Stream; charset=utf-8"), Some(Framing::Sse));
         assert_eq!(of("application/x-ndjson"), Some(Framing::Ndjson));
         assert_eq!(of("application/jsonl"), Some(Framing::Ndjson));
+        assert_eq!(of("application/grpc"), Some(Framing::Grpc));
+        assert_eq!(of("application/grpc+proto"), Some(Framing::Grpc));
+        assert_eq!(of("application/grpc-web"), None);
         assert_eq!(of("application/json"), None);
         assert_eq!(of("text/plain"), None);
         assert_eq!(Framing::of(&HeaderMap::new()), None);

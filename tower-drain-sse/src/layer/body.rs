@@ -58,6 +58,9 @@ struct Watch {
     framing: Framing,
     scanner: Scanner,
     phase: Phase,
+    /// The application sent trailers: its stream is complete, and nothing
+    /// may follow them.
+    finished: bool,
     config: Arc<Config>,
 }
 
@@ -85,6 +88,7 @@ impl<B> SseBody<B> {
                     framing,
                     scanner: Scanner::new(framing, config.counts()),
                     phase: Phase::Serving,
+                    finished: false,
                     config,
                 },
             },
@@ -129,8 +133,8 @@ impl Watch {
     }
 
     /// The terminal frame, if the stream should end here and now.
-    fn terminal(&self) -> Option<Bytes> {
-        if !matches!(self.phase, Phase::Ending) || !self.scanner.at_boundary() {
+    fn terminal(&self) -> Option<Frame<Bytes>> {
+        if self.finished || !matches!(self.phase, Phase::Ending) || !self.scanner.at_boundary() {
             return None;
         }
         let cut = CutStream::new(self.framing, self.scanner.seen());
@@ -160,11 +164,12 @@ where
             } => {
                 watch.advance(cx);
                 match watch.terminal() {
-                    Some(frame) => Some(Ok(Frame::data(frame))),
+                    Some(frame) => Some(Ok(frame)),
                     None => match inner.poll_frame(cx) {
                         Poll::Ready(Some(Ok(frame))) => {
-                            if let Some(data) = frame.data_ref() {
-                                watch.scanner.feed(data);
+                            match frame.data_ref() {
+                                Some(data) => watch.scanner.feed(data),
+                                None => watch.finished |= frame.is_trailers(),
                             }
                             return Poll::Ready(Some(Ok(frame)));
                         }
@@ -173,7 +178,7 @@ where
                         Poll::Pending => {
                             watch.before_waiting(tripped, cx);
                             match watch.terminal() {
-                                Some(frame) => Some(Ok(Frame::data(frame))),
+                                Some(frame) => Some(Ok(frame)),
                                 None => return Poll::Pending,
                             }
                         }

@@ -1,8 +1,8 @@
 //! The middleware: watch streaming responses and end them cleanly at a trip.
 //!
 //! [`SseDrainLayer`] wraps the body of every response whose `content-type` is
-//! `text/event-stream`, `application/x-ndjson` or `application/jsonl`; other
-//! responses pass through untouched. When the drain trips, a wrapped body
+//! `text/event-stream`, `application/x-ndjson`, `application/jsonl` or
+//! `application/grpc*`; other responses pass through untouched. When the drain trips, a wrapped body
 //! lets the event in progress finish, appends the terminal frame, drops the
 //! application's stream and ends.
 //!

@@ -4,7 +4,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode, Version};
-use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 /// Builds the response for a request the drain refuses.
 ///
@@ -171,20 +170,10 @@ impl fmt::Debug for DefaultReject {
 /// A trailers-only gRPC response: HTTP 200, no body, status in the headers.
 pub(crate) fn grpc_unavailable(message: &str) -> Response<Bytes> {
     let mut res = Response::new(Bytes::new());
-    let headers = res.headers_mut();
-    headers.insert(
+    *res.headers_mut() = crate::grpc::unavailable(message);
+    res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/grpc"),
     );
-    headers.insert("grpc-status", HeaderValue::from_static("14"));
-    if let Ok(message) =
-        HeaderValue::try_from(utf8_percent_encode(message, GRPC_MESSAGE).to_string())
-    {
-        headers.insert("grpc-message", message);
-    }
     res
 }
-
-/// What the gRPC HTTP/2 spec lets stand in a `grpc-message`: printable ASCII
-/// other than `%`. Everything else (controls, `%`, non-ASCII) is `%XX`-encoded.
-const GRPC_MESSAGE: &AsciiSet = &CONTROLS.add(b'%');
