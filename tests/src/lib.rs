@@ -54,6 +54,11 @@ impl Gate {
         self.0.add_permits(n);
     }
 
+    /// Waits until the test lets one more through.
+    pub async fn pass(&self) {
+        self.0.acquire().await.expect("gate never closes").forget();
+    }
+
     /// A streaming body: `chunk-0`, then the gate, then the other chunks.
     pub fn stream(&self) -> Body {
         let gate = self.0.clone();
@@ -64,7 +69,7 @@ impl Gate {
                     return None;
                 }
                 if i == 1 {
-                    gate.acquire().await.expect("gate never closes").forget();
+                    Gate(gate).pass().await;
                 }
                 Some((
                     Ok::<_, Infallible>(Bytes::from(format!("chunk-{i}\n"))),
@@ -95,7 +100,7 @@ pub fn app(gate: Gate) -> Router {
         .route(
             "/slow",
             get(|State(gate): State<Gate>| async move {
-                gate.0.acquire().await.expect("gate never closes").forget();
+                gate.pass().await;
                 "slow"
             }),
         )

@@ -1,0 +1,173 @@
+//! tonic 0.14 on 127.0.0.1 with `DrainLayer` and `SseDrainLayer`, driven by
+//! a real tonic client: P7 end to end, and gRPC server streams ended with
+//! `UNAVAILABLE` after their last whole message.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use futures_util::{stream, Stream};
+use tokio::sync::oneshot;
+use tonic::{Code, Request, Response, Status};
+use tower_drain::Drain;
+use tower_drain_sse::SseDrainLayer;
+use tower_drain_tests::{listen, within, Gate};
+
+#[allow(clippy::all, missing_debug_implementations, unreachable_pub)]
+mod chat {
+    tonic::include_proto!("chat");
+}
+
+use chat::chat_client::ChatClient;
+use chat::chat_server::{Chat, ChatServer};
+use chat::{Answer, Question, Token};
+
+const DRAINING: &str = "chat server is draining";
+
+struct ChatService {
+    gate: Gate,
+}
+
+#[tonic::async_trait]
+impl Chat for ChatService {
+    async fn ask(&self, request: Request<Question>) -> Result<Response<Answer>, Status> {
+        let text = format!("echo: {}", request.into_inner().text);
+        Ok(Response::new(Answer { text }))
+    }
+
+    type StreamStream = Pin<Box<dyn Stream<Item = Result<Token, Status>> + Send>>;
+
+    async fn stream(
+        &self,
+        request: Request<Question>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let Question { tokens, eager, .. } = request.into_inner();
+        let gate = self.gate.clone();
+        let tokens = stream::unfold(0, move |index| {
+            let gate = gate.clone();
+            async move {
+                if index == tokens {
+                    return None;
+                }
+                if index >= eager {
+                    gate.pass().await;
+                }
+                let token = Token {
+                    index,
+                    text: format!("token-{index}"),
+                };
+                Some((Ok(token), index + 1))
+            }
+        });
+        Ok(Response::new(Box::pin(tokens)))
+    }
+}
+
+/// A tonic server with both layers. It stops (GOAWAY) once drained *and*
+/// the test is done: stopping at `drained()` alone would, with nothing in
+/// flight, close the server at the trip itself, and late requests would meet
+/// a GOAWAY instead of the clean `UNAVAILABLE` under test.
+async fn serve(drain: &Drain, gate: Gate) -> (SocketAddr, oneshot::Sender<()>) {
+    let (listener, addr) = listen().await;
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let (done, test_done) = oneshot::channel::<()>();
+    let drained = drain.drained();
+    let server = tonic::transport::Server::builder()
+        .layer(drain.layer().grpc_message(DRAINING))
+        .layer(SseDrainLayer::new(drain.signal()))
+        .add_service(ChatServer::new(ChatService { gate }))
+        .serve_with_incoming_shutdown(incoming, async move {
+            drained.await;
+            let _ = test_done.await;
+        });
+    tokio::spawn(server);
+    (addr, done)
+}
+
+async fn client(addr: SocketAddr) -> ChatClient<tonic::transport::Channel> {
+    within("connect", ChatClient::connect(format!("http://{addr}")))
+        .await
+        .expect("connect")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p7_unary_answers_before_the_trip_and_is_unavailable_after() {
+    let drain = Drain::new();
+    let (addr, _done) = serve(&drain, Gate::new()).await;
+    let mut client = client(addr).await;
+    let question = || Question {
+        text: "hi".into(),
+        ..Question::default()
+    };
+
+    let answer = within("ask", client.ask(question())).await.unwrap();
+    assert_eq!(answer.into_inner().text, "echo: hi");
+
+    drain.trip();
+    let status = within("ask after trip", client.ask(question()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(status.message(), DRAINING);
+    within("drained", drain.drained()).await;
+}
+
+/// A server stream in progress at the trip, whatever the trip point: every
+/// whole message arrives, then `UNAVAILABLE`; no decode error, no `Internal`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_stream_ends_unavailable_after_its_last_whole_message() {
+    for eager in 0..=5 {
+        let drain = Drain::new();
+        let (addr, _done) = serve(&drain, Gate::new()).await;
+        let mut client = client(addr).await;
+        let question = Question {
+            text: String::new(),
+            tokens: 10,
+            eager,
+        };
+        let mut tokens = within("stream", client.stream(question))
+            .await
+            .unwrap()
+            .into_inner();
+
+        let mut got = Vec::new();
+        for _ in 0..eager {
+            got.push(
+                within("token", tokens.message())
+                    .await
+                    .unwrap()
+                    .expect("a token"),
+            );
+        }
+        assert_eq!(drain.in_flight(), 1);
+        drain.trip();
+
+        let status = loop {
+            match within("stream end", tokens.message()).await {
+                Ok(Some(token)) => got.push(token),
+                Ok(None) => panic!("eager {eager}: the stream ended without a status"),
+                Err(status) => break status,
+            }
+        };
+        assert_eq!(
+            status.code(),
+            Code::Unavailable,
+            "eager {eager}: {status:?}"
+        );
+        assert!(status.message().contains("shutting down"), "{status:?}");
+        assert_eq!(
+            got.len(),
+            eager as usize,
+            "every token sent before the trip, no more"
+        );
+        for (i, token) in got.iter().enumerate() {
+            assert_eq!(
+                (token.index as usize, token.text.as_str()),
+                (i, format!("token-{i}").as_str())
+            );
+        }
+
+        // The count ends with the trailers.
+        within("drained", drain.drained()).await;
+        assert_eq!(drain.in_flight(), 0);
+    }
+}
