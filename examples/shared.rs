@@ -5,28 +5,57 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-/// Resolves at SIGTERM or Ctrl-C (Ctrl-C only, off Unix).
-pub(crate) async fn shutdown_signal() {
+/// The error the examples' `main` returns.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// SIGTERM and Ctrl-C, with the handlers installed when this is made. Make
+/// it before announcing that the server is up: a signal sent from then on is
+/// never lost to the default action (exit without a drain).
+pub(crate) struct ShutdownSignal {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    /// Installs the handlers.
+    pub(crate) fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                term: signal(SignalKind::terminate())?,
+                interrupt: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    /// Resolves at the first SIGTERM or Ctrl-C.
+    pub(crate) async fn recv(mut self) {
+        #[cfg(unix)]
         tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+            _ = self.term.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .expect("install Ctrl-C handler");
 }
 
 /// Waits a few seconds for the server task. Connections a cut request left
 /// behind must not hold the exit.
-pub(crate) async fn join_server(server: JoinHandle<std::io::Result<()>>) -> std::io::Result<()> {
+pub(crate) async fn join_server<E>(server: JoinHandle<Result<(), E>>) -> Result<(), BoxError>
+where
+    E: Into<BoxError>,
+{
     match tokio::time::timeout(Duration::from_secs(5), server).await {
-        Ok(served) => served.map_err(std::io::Error::other)?,
+        Ok(served) => served?.map_err(Into::into),
         Err(_) => {
             tracing::warn!("server connections still open after the drain; exiting anyway");
             Ok(())

@@ -25,11 +25,12 @@ mod shared;
 use tracing::info;
 
 #[tokio::main]
-async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
+async fn main() -> Result<ExitCode, shared::BoxError> {
     tracing_subscriber::fmt()
         .with_target(false)
         .with_writer(std::io::stderr)
         .init();
+    let stop_signal = shared::ShutdownSignal::install()?;
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let deadline = match std::env::var("DRAIN_DEADLINE_SECS") {
         Ok(secs) => Duration::from_secs(secs.parse()?),
@@ -53,7 +54,7 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
             .await
     });
 
-    shared::shutdown_signal().await;
+    stop_signal.recv().await;
     info!(?deadline, "shutdown signal received: draining");
     // `tower-drain` logs the report too (its `tracing` feature); the summary
     // on stdout is for scripts.

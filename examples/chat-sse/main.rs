@@ -52,11 +52,12 @@ const WORDS: &[&str] = &[
 ];
 
 #[tokio::main]
-async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
+async fn main() -> Result<ExitCode, shared::BoxError> {
     tracing_subscriber::fmt()
         .with_target(false)
         .with_writer(std::io::stderr)
         .init();
+    let stop_signal = shared::ShutdownSignal::install()?;
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let partial: PathBuf = std::env::var_os("PARTIAL_OUTPUT")
         .map_or_else(|| "partial-output.jsonl".into(), Into::into);
@@ -81,7 +82,7 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
             .await
     });
 
-    shared::shutdown_signal().await;
+    stop_signal.recv().await;
     let report = drain.shutdown(Duration::from_secs(30)).await;
     println!("{report}");
     shared::join_server(server).await?;

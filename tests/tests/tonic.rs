@@ -7,7 +7,13 @@ use std::pin::Pin;
 
 use futures_util::{stream, Stream};
 use tokio::sync::oneshot;
+use tonic::service::LayerExt;
+use tonic::transport::{Endpoint, Server};
 use tonic::{Code, Request, Response, Status};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+use tower::ServiceBuilder;
 use tower_drain::Drain;
 use tower_drain_sse::SseDrainLayer;
 use tower_drain_tests::{listen, within, Gate};
@@ -71,7 +77,7 @@ async fn serve(drain: &Drain, gate: Gate) -> (SocketAddr, oneshot::Sender<()>) {
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let (done, test_done) = oneshot::channel::<()>();
     let drained = drain.drained();
-    let server = tonic::transport::Server::builder()
+    let server = Server::builder()
         .layer(drain.layer().grpc_message(DRAINING))
         .layer(SseDrainLayer::new(drain.signal()))
         .add_service(ChatServer::new(ChatService { gate }))
@@ -170,4 +176,77 @@ async fn grpc_stream_ends_unavailable_after_its_last_whole_message() {
         within("drained", drain.drained()).await;
         assert_eq!(drain.in_flight(), 0);
     }
+}
+
+/// The health recipe: the drain layers go on the chat service alone (so the
+/// health service keeps answering through the drain), and the health status
+/// flips to `NOT_SERVING` at the trip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_answers_serving_before_the_trip_and_not_serving_after() {
+    let drain = Drain::new();
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    reporter.set_serving::<ChatServer<ChatService>>().await;
+    tokio::spawn({
+        let tripped = drain.signal().tripped();
+        async move {
+            tripped.await;
+            reporter.set_not_serving::<ChatServer<ChatService>>().await;
+        }
+    });
+    let chat = ServiceBuilder::new()
+        .layer(drain.layer().grpc_message(DRAINING))
+        .layer(SseDrainLayer::new(drain.signal()))
+        .named_layer(ChatServer::new(ChatService { gate: Gate::new() }));
+
+    let (listener, addr) = listen().await;
+    let (_done, test_done) = oneshot::channel::<()>();
+    tokio::spawn(
+        Server::builder()
+            .add_service(health_service)
+            .add_service(chat)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async move {
+                    let _ = test_done.await;
+                },
+            ),
+    );
+    let channel = within(
+        "connect",
+        Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect(),
+    )
+    .await
+    .unwrap();
+    let mut health = HealthClient::new(channel.clone());
+    let check = || HealthCheckRequest {
+        service: "chat.Chat".into(),
+    };
+    let status = within("check", health.check(check()))
+        .await
+        .unwrap()
+        .into_inner()
+        .status();
+    assert_eq!(status, ServingStatus::Serving);
+
+    drain.trip();
+    // The flip runs on its own task: wait for it (bounded).
+    within("NOT_SERVING", async {
+        while health.check(check()).await.unwrap().into_inner().status()
+            != ServingStatus::NotServing
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    // Meanwhile the chat service itself refuses.
+    let question = Question {
+        text: "hi".into(),
+        ..Question::default()
+    };
+    let refused = within("ask", ChatClient::new(channel).ask(question))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable);
 }

@@ -1,0 +1,128 @@
+//! A tonic gRPC server behind `DrainLayer` and `SseDrainLayer`: a unary call
+//! and a server-streaming call that streams tokens like a model.
+//!
+//! On SIGTERM or Ctrl-C it drains: new calls fail with `UNAVAILABLE`, token
+//! streams end after their last whole message with `UNAVAILABLE`, and the
+//! health service (kept outside the drain) answers `NOT_SERVING`. Once the
+//! drain is over, the server stops (HTTP/2 GOAWAY) and the process exits.
+//!
+//! Environment: `ADDR` (default `127.0.0.1:50051`), `DRAIN_DEADLINE_SECS`
+//! (default 30).
+
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use futures_util::{stream, Stream};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic::service::LayerExt;
+use tonic::transport::Server;
+use tonic::{Request, Response, Status};
+use tower::ServiceBuilder;
+use tower_drain::Drain;
+use tower_drain_sse::SseDrainLayer;
+use tracing::info;
+
+#[path = "../shared.rs"]
+mod shared;
+
+#[allow(clippy::all, missing_debug_implementations, unreachable_pub)]
+mod chat {
+    tonic::include_proto!("chat");
+}
+
+use chat::chat_server::{Chat, ChatServer};
+use chat::{Answer, Question, Token};
+
+const WORDS: &[&str] = &[
+    "tokens", "arrive", "one", "by", "one", "until", "the", "drain",
+];
+
+struct ChatService;
+
+#[tonic::async_trait]
+impl Chat for ChatService {
+    async fn ask(&self, request: Request<Question>) -> Result<Response<Answer>, Status> {
+        let text = format!("you asked: {}", request.into_inner().text);
+        Ok(Response::new(Answer { text }))
+    }
+
+    type StreamStream = Pin<Box<dyn Stream<Item = Result<Token, Status>> + Send>>;
+
+    async fn stream(
+        &self,
+        request: Request<Question>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let tokens = request.into_inner().tokens;
+        let stream = stream::unfold(0, move |index| async move {
+            if index == tokens {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let text = WORDS[index as usize % WORDS.len()].to_string();
+            Some((Ok(Token { index, text }), index + 1))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<ExitCode, shared::BoxError> {
+    tracing_subscriber::fmt()
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
+    let stop_signal = shared::ShutdownSignal::install()?;
+    let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:50051".into());
+    let deadline = match std::env::var("DRAIN_DEADLINE_SECS") {
+        Ok(secs) => Duration::from_secs(secs.parse()?),
+        Err(_) => Duration::from_secs(30),
+    };
+    let drain = Drain::new();
+
+    // Health stays outside the drain, so probes are answered throughout;
+    // it turns NOT_SERVING at the trip.
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<ChatServer<ChatService>>().await;
+    let tripped = drain.signal().tripped();
+    tokio::spawn(async move {
+        tripped.await;
+        health.set_not_serving::<ChatServer<ChatService>>().await;
+    });
+
+    // The drain layers on the chat service: calls are counted until their
+    // response (stream) ends, refused once tripped.
+    let chat = ServiceBuilder::new()
+        .layer(drain.layer())
+        .layer(SseDrainLayer::new(drain.signal()))
+        .named_layer(ChatServer::new(ChatService));
+
+    let listener = TcpListener::bind(&addr).await?;
+    info!("gRPC on {}", listener.local_addr()?);
+    // The server stops after the drain, not at the trip: until then late
+    // calls get a clean UNAVAILABLE instead of a closed connection.
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(
+        Server::builder()
+            .add_service(health_service)
+            .add_service(chat)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async move {
+                    let _ = stopped.await;
+                },
+            ),
+    );
+
+    stop_signal.recv().await;
+    let report = drain.shutdown(deadline).await;
+    println!("{report}");
+    let _ = stop.send(());
+    shared::join_server(server).await?;
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
