@@ -1,5 +1,6 @@
-//! What the examples share: waiting for the stop signal, and a bounded wait
-//! for the server task once the drain is over.
+//! What the examples share: their start (logs, signal handlers,
+//! environment), and a bounded wait for the server task once the drain is
+//! over.
 
 use std::time::Duration;
 
@@ -7,6 +8,39 @@ use tokio::task::JoinHandle;
 
 /// The error the examples' `main` returns.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What every example reads at start.
+pub(crate) struct Setup {
+    /// Resolves at SIGTERM or Ctrl-C.
+    pub(crate) stop_signal: ShutdownSignal,
+    /// `ADDR`.
+    pub(crate) addr: String,
+    /// `DRAIN_DEADLINE_SECS`: how long the drain may take (default 30 s).
+    pub(crate) deadline: Duration,
+}
+
+impl Setup {
+    /// Logs to stderr (the report goes to stdout), installs the signal
+    /// handlers, and reads `ADDR` (default `default_addr`) and
+    /// `DRAIN_DEADLINE_SECS`.
+    pub(crate) fn from_env(default_addr: &str) -> Result<Self, BoxError> {
+        tracing_subscriber::fmt()
+            .with_target(false)
+            .with_writer(std::io::stderr)
+            .init();
+        let stop_signal = ShutdownSignal::install()?;
+        let addr = std::env::var("ADDR").unwrap_or_else(|_| default_addr.into());
+        let deadline = match std::env::var("DRAIN_DEADLINE_SECS") {
+            Ok(secs) => Duration::from_secs(secs.parse()?),
+            Err(_) => Duration::from_secs(30),
+        };
+        Ok(Self {
+            stop_signal,
+            addr,
+            deadline,
+        })
+    }
+}
 
 /// SIGTERM and Ctrl-C, with the handlers installed when this is made. Make
 /// it before announcing that the server is up: a signal sent from then on is

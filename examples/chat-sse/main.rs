@@ -7,8 +7,9 @@
 //! exits. The page at `/` shows the tokens, a notice at the `end` event, and
 //! reconnects; the browser sends `Last-Event-ID`, and the stream resumes.
 //!
-//! Environment: `ADDR` (default `127.0.0.1:3000`), `PARTIAL_OUTPUT` (default
-//! `partial-output.jsonl`: one JSON line per cut stream).
+//! Environment: `ADDR` (default `127.0.0.1:3000`), `DRAIN_DEADLINE_SECS`
+//! (default 30), `PARTIAL_OUTPUT` (default `partial-output.jsonl`: one JSON
+//! line per cut stream).
 
 use std::convert::Infallible;
 use std::fs::OpenOptions;
@@ -53,12 +54,11 @@ const WORDS: &[&str] = &[
 
 #[tokio::main]
 async fn main() -> Result<ExitCode, shared::BoxError> {
-    tracing_subscriber::fmt()
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .init();
-    let stop_signal = shared::ShutdownSignal::install()?;
-    let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let shared::Setup {
+        stop_signal,
+        addr,
+        deadline,
+    } = shared::Setup::from_env("127.0.0.1:3000")?;
     let partial: PathBuf = std::env::var_os("PARTIAL_OUTPUT")
         .map_or_else(|| "partial-output.jsonl".into(), Into::into);
 
@@ -83,7 +83,7 @@ async fn main() -> Result<ExitCode, shared::BoxError> {
     });
 
     stop_signal.recv().await;
-    let report = drain.shutdown(Duration::from_secs(30)).await;
+    let report = drain.shutdown(deadline).await;
     println!("{report}");
     shared::join_server(server).await?;
     Ok(if report.is_clean() {

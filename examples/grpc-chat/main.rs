@@ -69,16 +69,11 @@ impl Chat for ChatService {
 
 #[tokio::main]
 async fn main() -> Result<ExitCode, shared::BoxError> {
-    tracing_subscriber::fmt()
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .init();
-    let stop_signal = shared::ShutdownSignal::install()?;
-    let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:50051".into());
-    let deadline = match std::env::var("DRAIN_DEADLINE_SECS") {
-        Ok(secs) => Duration::from_secs(secs.parse()?),
-        Err(_) => Duration::from_secs(30),
-    };
+    let shared::Setup {
+        stop_signal,
+        addr,
+        deadline,
+    } = shared::Setup::from_env("127.0.0.1:50051")?;
     let drain = Drain::new();
 
     // Health stays outside the drain, so probes are answered throughout;

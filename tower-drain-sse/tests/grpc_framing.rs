@@ -2,17 +2,16 @@
 //! length-prefixed message, with `grpc-status: 14` trailers, whatever the
 //! message sizes, the chunking and the trip point. Never inside a message.
 
-use std::convert::Infallible;
-
 use bytes::{Buf, Bytes};
-use futures_util::{stream, FutureExt};
-use http::{header, HeaderMap, Request, Response};
-use http_body::Frame;
-use http_body_util::{BodyExt, StreamBody};
+use futures_util::FutureExt;
+use http::{header, HeaderMap};
+use http_body_util::BodyExt;
 use proptest::prelude::*;
-use tower::{Layer, ServiceExt};
 use tower_drain::Drain;
 use tower_drain_sse::SseDrainLayer;
+
+mod common;
+use common::Parts;
 
 fn encode(messages: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -41,31 +40,11 @@ fn decode(mut bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
     Some(messages)
 }
 
-/// The application's frames: `Ok` data, `Err` trailers.
-type Parts = Vec<Result<Bytes, HeaderMap>>;
-
 /// The frames out of the layer: data, then what ended the stream.
 fn run(parts: Parts, trip_after: usize) -> (Vec<Bytes>, Option<HeaderMap>) {
     let drain = Drain::new();
-    let svc =
-        SseDrainLayer::new(drain.signal()).layer(tower::service_fn(move |_req: Request<()>| {
-            let body =
-                StreamBody::new(stream::iter(parts.clone().into_iter().map(|part| {
-                    Ok::<_, Infallible>(part.map_or_else(Frame::trailers, Frame::data))
-                })));
-            let mut res = Response::new(body);
-            res.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("application/grpc"),
-            );
-            std::future::ready(Ok::<_, Infallible>(res))
-        }));
-    let res = svc
-        .oneshot(Request::new(()))
-        .now_or_never()
-        .unwrap()
-        .unwrap();
-    let mut body = std::pin::pin!(res.into_body());
+    let layer = SseDrainLayer::new(drain.signal());
+    let mut body = std::pin::pin!(common::through(&layer, "application/grpc", parts));
     let (mut data, mut trailers, mut polled) = (Vec::new(), None, 0);
     loop {
         if polled == trip_after {

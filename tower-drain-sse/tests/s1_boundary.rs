@@ -16,13 +16,12 @@ use std::convert::Infallible;
 use bytes::Bytes;
 use eventsource_stream::{Event, Eventsource};
 use futures_util::{stream, FutureExt, StreamExt};
-use http::{header, Request, Response};
-use http_body::Frame;
-use http_body_util::{BodyExt, StreamBody};
+use http_body_util::BodyExt;
 use proptest::prelude::*;
-use tower::{Layer, ServiceExt};
 use tower_drain::Drain;
 use tower_drain_sse::SseDrainLayer;
+
+mod common;
 
 /// Parses a whole byte stream with the independent parser.
 fn parse(bytes: &[u8]) -> Vec<Event> {
@@ -203,24 +202,8 @@ fn run(stream_bytes: &[u8], ends: &[usize], trip_after: usize, hook: bool) -> Ve
     if hook {
         layer = layer.on_cut(|cut| assert!(cut.bytes() > 0 || cut.events() == 0));
     }
-    let svc = layer.layer(tower::service_fn(move |_req: Request<()>| {
-        let frames = stream::iter(
-            chunks
-                .clone()
-                .into_iter()
-                .map(|c| Ok::<_, Infallible>(Frame::data(c))),
-        );
-        let mut res = Response::new(StreamBody::new(frames));
-        res.headers_mut()
-            .insert(header::CONTENT_TYPE, "text/event-stream".parse().unwrap());
-        std::future::ready(Ok::<_, Infallible>(res))
-    }));
-    let res = svc
-        .oneshot(Request::new(()))
-        .now_or_never()
-        .unwrap()
-        .unwrap();
-    let mut body = std::pin::pin!(res.into_body());
+    let parts = chunks.into_iter().map(Ok).collect();
+    let mut body = std::pin::pin!(common::through(&layer, "text/event-stream", parts));
     let mut out = Vec::new();
     loop {
         if out.len() == trip_after {

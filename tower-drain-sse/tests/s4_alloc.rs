@@ -4,16 +4,14 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::convert::Infallible;
 
 use bytes::Bytes;
-use futures_util::{stream, FutureExt};
-use http::{header, Request, Response};
-use http_body::Frame;
-use http_body_util::{BodyExt, StreamBody};
-use tower::{Layer, ServiceExt};
+use futures_util::FutureExt;
+use http_body_util::BodyExt;
 use tower_drain::Drain;
 use tower_drain_sse::SseDrainLayer;
+
+mod common;
 
 struct Counting;
 
@@ -47,27 +45,9 @@ fn allocations_for(n: usize) -> usize {
     let frames: Vec<Bytes> = (0..n)
         .map(|i| Bytes::from(format!("id: {i}\ndata: token {i}\n\n")))
         .collect();
-    let svc =
-        SseDrainLayer::new(drain.signal()).layer(tower::service_fn(move |_req: Request<()>| {
-            let body = StreamBody::new(stream::iter(
-                frames
-                    .clone()
-                    .into_iter()
-                    .map(|f| Ok::<_, Infallible>(Frame::data(f))),
-            ));
-            let mut res = Response::new(body);
-            res.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("text/event-stream"),
-            );
-            std::future::ready(Ok::<_, Infallible>(res))
-        }));
-    let res = svc
-        .oneshot(Request::new(()))
-        .now_or_never()
-        .unwrap()
-        .unwrap();
-    let mut body = std::pin::pin!(res.into_body());
+    let layer = SseDrainLayer::new(drain.signal());
+    let parts = frames.into_iter().map(Ok).collect();
+    let mut body = std::pin::pin!(common::through(&layer, "text/event-stream", parts));
 
     let before = allocations();
     let mut passed = 0;
