@@ -15,8 +15,9 @@
 //!   [`Drain::shutdown`] puts it together: trip, wait up to a deadline, cut
 //!   what is left, and [report](DrainReport).
 //!
-//! The layer costs two atomic operations per request, on a cache line of the
-//! current core: no allocation, no lock, no shared counter.
+//! The layer does two atomic operations per request, on a cache line only the
+//! current core writes: no allocation, no lock, no shared counter, so its
+//! cost does not grow with the number of cores.
 //!
 //! # Example
 //!
