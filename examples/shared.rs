@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// The error the examples' `main` returns.
@@ -95,4 +96,15 @@ where
             Ok(())
         }
     }
+}
+
+/// A stop for a server: a future to hand to its graceful shutdown, and the
+/// trigger to pull once `Drain::shutdown` has returned. Stopping earlier (at
+/// the trip, or at `drained()`, which with nothing in flight is the trip) would
+/// close the listener while late requests should still get a clean 503.
+pub(crate) fn stop_after_drain() -> (oneshot::Sender<()>, impl std::future::Future<Output = ()>) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    (stop, async move {
+        let _ = stopped.await;
+    })
 }

@@ -40,12 +40,12 @@ async fn main() -> Result<ExitCode, shared::BoxError> {
 
     let listener = TcpListener::bind(&addr).await?;
     info!("listening on http://{}", listener.local_addr()?);
-    // The listener stays open during the drain, so late requests get a clean
-    // 503 instead of a refused connection; it closes once drained.
-    let drained = drain.drained();
+    // The listener stays open through the drain, so late requests get a
+    // clean 503; the server stops once the drain is over.
+    let (stop, stopped) = shared::stop_after_drain();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
-            .with_graceful_shutdown(drained)
+            .with_graceful_shutdown(stopped)
             .await
     });
 
@@ -55,7 +55,7 @@ async fn main() -> Result<ExitCode, shared::BoxError> {
     // on stdout is for scripts.
     let report = drain.shutdown(deadline).await;
     println!("{report}");
-
+    let _ = stop.send(());
     shared::join_server(server).await?;
     Ok(if report.is_clean() {
         ExitCode::SUCCESS

@@ -75,16 +75,19 @@ async fn main() -> Result<ExitCode, shared::BoxError> {
 
     let listener = TcpListener::bind(&addr).await?;
     info!("chat on http://{}/", listener.local_addr()?);
-    let drained = drain.drained();
+    // The listener stays open through the drain, so late requests get a
+    // clean 503; the server stops once the drain is over.
+    let (stop, stopped) = shared::stop_after_drain();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
-            .with_graceful_shutdown(drained)
+            .with_graceful_shutdown(stopped)
             .await
     });
 
     stop_signal.recv().await;
     let report = drain.shutdown(deadline).await;
     println!("{report}");
+    let _ = stop.send(());
     shared::join_server(server).await?;
     Ok(if report.is_clean() {
         ExitCode::SUCCESS

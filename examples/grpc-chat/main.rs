@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use futures_util::{stream, Stream};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tonic::service::LayerExt;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
@@ -97,16 +96,14 @@ async fn main() -> Result<ExitCode, shared::BoxError> {
     info!("gRPC on {}", listener.local_addr()?);
     // The server stops after the drain, not at the trip: until then late
     // calls get a clean UNAVAILABLE instead of a closed connection.
-    let (stop, stopped) = oneshot::channel::<()>();
+    let (stop, stopped) = shared::stop_after_drain();
     let server = tokio::spawn(
         Server::builder()
             .add_service(health_service)
             .add_service(chat)
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
-                async move {
-                    let _ = stopped.await;
-                },
+                stopped,
             ),
     );
 

@@ -133,6 +133,24 @@ pub async fn listen() -> (TcpListener, SocketAddr) {
     (listener, addr)
 }
 
+/// Serves `app` with axum on an ephemeral loopback port until `shutdown`
+/// resolves (then gracefully: the listener stops, connections finish).
+pub async fn serve_axum<F>(
+    app: Router,
+    shutdown: F,
+) -> (SocketAddr, JoinHandle<std::io::Result<()>>)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (listener, addr) = listen().await;
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    });
+    (addr, server)
+}
+
 /// Serves `svc` with hyper (HTTP/1.1 and HTTP/2 by prior knowledge) on every
 /// connection the listener accepts, until the task is aborted.
 pub fn serve_hyper<S>(listener: TcpListener, svc: S) -> JoinHandle<()>

@@ -8,7 +8,7 @@ use futures_util::FutureExt;
 use http::header::{CONNECTION, RETRY_AFTER};
 use http::StatusCode;
 use tower_drain::Drain;
-use tower_drain_tests::{app, full_stream, get_req, http1, listen, text, within, Gate};
+use tower_drain_tests::{app, full_stream, get_req, http1, serve_axum, text, within, Gate};
 
 const STREAMS: usize = 8;
 
@@ -16,16 +16,8 @@ const STREAMS: usize = 8;
 async fn p1_o1_streams_finish_and_drained_waits_for_the_last_body() {
     let drain = Drain::new();
     let gate = Gate::new();
-    let (listener, addr) = listen().await;
-    let server = tokio::spawn({
-        let app = app(gate.clone()).layer(drain.layer());
-        let drained = drain.drained();
-        async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(drained)
-                .await
-        }
-    });
+    let app = app(gate.clone()).layer(drain.layer());
+    let (addr, server) = serve_axum(app, drain.drained()).await;
     let client = http1();
 
     // Every stream has its headers and first chunk out: admitted, in flight.
@@ -77,11 +69,8 @@ async fn p1_o1_streams_finish_and_drained_waits_for_the_last_body() {
 async fn o2_shutdown_report_matches_what_the_client_saw() {
     let drain = Drain::new();
     let gate = Gate::new();
-    let (listener, addr) = listen().await;
-    let _server = tokio::spawn({
-        let app = app(gate.clone()).layer(drain.layer());
-        async move { axum::serve(listener, app).await }
-    });
+    let app = app(gate.clone()).layer(drain.layer());
+    let (addr, _server) = serve_axum(app, std::future::pending()).await;
     let client = http1();
 
     let mut streams = Vec::new();
@@ -122,11 +111,8 @@ async fn o2_shutdown_report_matches_what_the_client_saw() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadline_cuts_a_stream_that_never_ends() {
     let drain = Drain::new();
-    let (listener, addr) = listen().await;
-    let _server = tokio::spawn({
-        let app = app(Gate::new()).layer(drain.layer());
-        async move { axum::serve(listener, app).await }
-    });
+    let app = app(Gate::new()).layer(drain.layer());
+    let (addr, _server) = serve_axum(app, std::future::pending()).await;
     let client = http1();
 
     let res = within("headers", client.request(get_req(addr, "/forever")))

@@ -17,7 +17,7 @@ use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 use tower_drain::Drain;
 use tower_drain_sse::{CutStream, SseDrainLayer};
-use tower_drain_tests::{get_req, http1, listen, within};
+use tower_drain_tests::{get_req, http1, serve_axum, within};
 
 const STREAMS_PER_ROUTE: usize = 4;
 
@@ -69,15 +69,7 @@ async fn sse_streams_end_with_the_terminal_event_at_a_boundary() {
             }
         }))
         .layer(drain.layer());
-    let (listener, addr) = listen().await;
-    let server = tokio::spawn({
-        let drained = drain.drained();
-        async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(drained)
-                .await
-        }
-    });
+    let (addr, server) = serve_axum(app, drain.drained()).await;
 
     let client = http1();
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();

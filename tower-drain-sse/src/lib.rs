@@ -39,14 +39,17 @@
 //!     .layer(drain.layer());
 //!
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! let drained = drain.drained();
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 //! let server = tokio::spawn(async move {
-//!     axum::serve(listener, app).with_graceful_shutdown(drained).await
+//!     axum::serve(listener, app)
+//!         .with_graceful_shutdown(async move { let _ = stopped.await; })
+//!         .await
 //! });
 //!
 //! // Open chat streams end with `event: end` at once, so this takes no time.
 //! let report = drain.shutdown(Duration::from_secs(30)).await;
 //! assert!(report.is_clean());
+//! let _ = stop.send(()); // the server stops once the drain is over
 //! server.await??;
 //! # Ok(())
 //! # }

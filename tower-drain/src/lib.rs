@@ -34,17 +34,19 @@
 //!     .layer(drain.layer());
 //!
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! let tripped = drain.signal().tripped();
+//! // The server stops once the drain is over, so that late requests get a
+//! // clean 503 until then rather than a refused connection.
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 //! let server = tokio::spawn(async move {
 //!     axum::serve(listener, app)
-//!         // Stop accepting connections once the drain trips.
-//!         .with_graceful_shutdown(tripped)
+//!         .with_graceful_shutdown(async move { let _ = stopped.await; })
 //!         .await
 //! });
 //!
 //! // On SIGTERM, say (here: at once):
 //! let report = drain.shutdown(Duration::from_secs(30)).await;
 //! println!("{report}");
+//! let _ = stop.send(());
 //! server.await??;
 //! # Ok(())
 //! # }

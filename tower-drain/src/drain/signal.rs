@@ -47,8 +47,10 @@ impl DrainSignal {
 
     /// A future that resolves once the drain has tripped (at once if it has).
     ///
-    /// It is `'static` and owns what it needs, so it can be handed to
-    /// `axum::serve(..).with_graceful_shutdown` or stored in a stream.
+    /// It is `'static` and owns what it needs, so it can be stored in a
+    /// stream or a task. (To stop a server, wait for `Drain::shutdown` to
+    /// return instead: stopping at the trip closes the listener while late
+    /// requests should still get a clean rejection.)
     pub fn tripped(&self) -> Tripped {
         Tripped::new(self.handle.clone())
     }
