@@ -75,6 +75,9 @@ pub mod drain;
 pub mod error;
 pub mod grpc;
 pub mod layer;
+pub mod metrics;
+pub mod readiness;
+pub mod shutdown;
 mod state;
 mod sync;
 #[cfg(all(test, not(loom)))]

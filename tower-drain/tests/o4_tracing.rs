@@ -1,4 +1,6 @@
-//! O4: the trip, the deadline (with the number cut) and the drain are logged.
+//! O4: each phase of a shutdown is logged: the start, the lame duck, the
+//! trip, progress while waiting, the deadline (with the number cut), the
+//! drain, each cleanup hook, and the end.
 //!
 //! Its own test binary with a process-wide subscriber: tracing caches, per
 //! call site, whether anyone listens, so a thread-local subscriber in a
@@ -15,6 +17,7 @@ use http::{Request, Response};
 use http_body::Frame;
 use http_body_util::StreamBody;
 use tower::{Layer, ServiceExt};
+use tower_drain::shutdown::Shutdown;
 use tower_drain::Drain;
 
 #[derive(Clone, Default)]
@@ -54,27 +57,40 @@ async fn o4_tracing_events_at_each_phase() {
             Ok::<_, Infallible>(Response::new(body))
         }));
     let res = svc.oneshot(Request::new(())).await.unwrap();
-    drain.shutdown(Duration::from_secs(1)).await;
+    let report = Shutdown::with_trigger(&drain, async {})
+        .lame_duck(Duration::from_secs(1))
+        .deadline(Duration::from_secs(12))
+        .on_cleanup("flush", Duration::from_secs(1), || async {
+            Ok::<_, std::io::Error>(())
+        })
+        .run()
+        .await;
     drop(res);
 
     let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<&str> = log.lines().collect();
-    assert_eq!(lines.len(), 3, "{log}");
-    assert!(
-        lines[0].contains("INFO")
-            && lines[0].contains("drain tripped")
-            && lines[0].contains("in_flight=1")
-    );
-    assert!(
-        lines[1].contains("WARN")
-            && lines[1].contains("drain deadline reached")
-            && lines[1].contains("cutting=1")
-    );
-    // The held body is never polled again, so it is not cut: unfinished.
-    assert!(
-        lines[2].contains("INFO")
-            && lines[2].contains("drained")
-            && lines[2].contains("1 unfinished"),
-        "{log}"
-    );
+    let expected = [
+        ("INFO", "shutdown started"),
+        ("INFO", "lame duck: readiness fails, still serving"),
+        ("INFO", "drain tripped: refusing new requests in_flight=1"),
+        ("INFO", "waiting for 1 in-flight requests in_flight=1"),
+        ("INFO", "waiting for 1 in-flight requests in_flight=1"),
+        (
+            "WARN",
+            "drain deadline reached: cutting what is still in flight cutting=1",
+        ),
+        // The held body is never polled again, so it is not cut: unfinished.
+        ("INFO", "drained report=drained in 13s"),
+        ("INFO", "cleanup hook finished hook=flush"),
+        ("INFO", "shutdown complete report=shut down in 14s"),
+    ];
+    assert_eq!(lines.len(), expected.len(), "{log}");
+    for (line, (level, text)) in lines.iter().zip(expected) {
+        assert!(
+            line.contains(level) && line.contains(text),
+            "{line:?} lacks {text:?}\n{log}"
+        );
+    }
+    assert!(lines[6].contains("1 unfinished"), "{log}");
+    assert_eq!(report.drain().unfinished(), 1);
 }

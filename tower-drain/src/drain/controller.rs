@@ -1,13 +1,22 @@
-use std::time::{Duration, Instant};
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::time::{Instant, MissedTickBehavior};
 
 use super::{DrainReport, DrainSignal, Drained};
 use crate::layer::DrainLayer;
+use crate::readiness::Readiness;
 use crate::state::Handle;
 
 /// How long requests cut at the deadline get to unwind before `shutdown`
 /// reports them as unfinished. A cut request unwinds as soon as its task polls
 /// it again; this only bounds the wait for a task that never does.
 const UNWIND: Duration = Duration::from_secs(1);
+
+/// How often [`Drain::shutdown`] logs what it is waiting for.
+pub(crate) const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// The drain controller: counts what its layers admit, trips, and waits.
 ///
@@ -70,6 +79,22 @@ impl Drain {
         DrainSignal::new(self.handle.clone())
     }
 
+    /// A readiness service for this drain: `200` while serving, `503` from
+    /// [`lame_duck`](Self::lame_duck) or [`trip`](Self::trip) on. See
+    /// [`readiness`](crate::readiness).
+    pub fn readiness(&self) -> Readiness {
+        Readiness::new(self.signal())
+    }
+
+    /// Enters lame-duck: readiness fails from now on, while requests are still
+    /// admitted and served. Load balancers take the instance out of rotation
+    /// before [`trip`](Self::trip) starts refusing. Idempotent.
+    pub fn lame_duck(&self) {
+        if self.handle.block().lame_duck() {
+            crate::event!(info, "lame duck: readiness fails, still serving");
+        }
+    }
+
     /// Stops admitting requests. Idempotent and safe from any thread.
     ///
     /// Once `trip` returns, no request is passed to an inner service again;
@@ -111,26 +136,79 @@ impl Drain {
     /// [`Cut`](crate::Cut) error, so that the client sees the cut instead of a
     /// silently short body. Cut requests are then given up to a second to
     /// unwind; any that have not are counted as
-    /// [`unfinished`](DrainReport::unfinished).
+    /// [`unfinished`](DrainReport::unfinished). While it waits, it logs
+    /// "waiting for N in-flight requests" every five seconds.
+    ///
+    /// For the whole sequence around it (signals, lame-duck, cleanup), see
+    /// [`Shutdown`](crate::shutdown::Shutdown).
     ///
     /// Needs a tokio runtime with the time driver enabled.
     pub async fn shutdown(&self, deadline: Duration) -> DrainReport {
+        self.drain_within(deadline, std::future::pending(), PROGRESS_EVERY)
+            .await
+    }
+
+    /// [`shutdown`](Self::shutdown), cut short when `force` resolves, with a
+    /// progress line every `progress_every` (never if zero).
+    pub(crate) async fn drain_within<F>(
+        &self,
+        deadline: Duration,
+        force: F,
+        progress_every: Duration,
+    ) -> DrainReport
+    where
+        F: Future<Output = ()>,
+    {
         let started = Instant::now();
         self.trip();
         let block = self.handle.block();
+        crate::metrics::in_flight(block.in_flight());
 
-        let deadline_reached = tokio::time::timeout(deadline, self.drained())
-            .await
-            .is_err();
-        if deadline_reached {
+        let mut drained = pin!(self.drained());
+        let mut force = pin!(force);
+        let mut deadline_passed = pin!(tokio::time::sleep(deadline));
+        let mut progress = (!progress_every.is_zero()).then(|| {
+            let mut ticks = tokio::time::interval_at(started + progress_every, progress_every);
+            ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            ticks
+        });
+        let end = poll_fn(|cx| {
+            if drained.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(End::Drained);
+            }
+            if force.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(End::Forced);
+            }
+            if deadline_passed.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(End::Deadline);
+            }
+            while let Some(Poll::Ready(_)) = progress.as_mut().map(|ticks| ticks.poll_tick(cx)) {
+                let in_flight = block.in_flight();
+                crate::event!(
+                    info,
+                    in_flight,
+                    "waiting for {in_flight} in-flight requests"
+                );
+                crate::metrics::in_flight(in_flight);
+            }
+            Poll::Pending
+        })
+        .await;
+
+        if end != End::Drained {
             crate::event!(
                 warn,
                 cutting = block.in_flight(),
                 ?deadline,
-                "drain deadline reached: cutting what is still in flight"
+                "{}: cutting what is still in flight",
+                if end == End::Forced {
+                    "told to stop at once"
+                } else {
+                    "drain deadline reached"
+                }
             );
             block.force();
-            let _ = tokio::time::timeout(UNWIND, self.drained()).await;
+            let _ = tokio::time::timeout(UNWIND, drained).await;
         }
 
         let unfinished = block.in_flight();
@@ -143,11 +221,22 @@ impl Drain {
             rejected: block.rejected(),
             cut,
             unfinished,
-            deadline_reached,
+            deadline_reached: end == End::Deadline,
+            forced_early: end == End::Forced,
         };
+        crate::metrics::in_flight(unfinished);
+        crate::metrics::drain_duration(report.elapsed);
         crate::event!(info, %report, "drained");
         report
     }
+}
+
+/// How the wait of a drain ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    Drained,
+    Deadline,
+    Forced,
 }
 
 impl Default for Drain {

@@ -1,4 +1,5 @@
 use std::fmt;
+use std::process::ExitCode;
 use std::time::Duration;
 
 /// What a [`Drain::shutdown`](crate::Drain::shutdown) did.
@@ -13,6 +14,7 @@ pub struct DrainReport {
     pub(crate) cut: usize,
     pub(crate) unfinished: usize,
     pub(crate) deadline_reached: bool,
+    pub(crate) forced_early: bool,
 }
 
 impl DrainReport {
@@ -54,9 +56,36 @@ impl DrainReport {
         self.deadline_reached
     }
 
+    /// Whether what was in flight was cut before the deadline, because the
+    /// [`Shutdown`](crate::shutdown::Shutdown) was told to stop at once (a
+    /// second signal).
+    pub fn forced_early(&self) -> bool {
+        self.forced_early
+    }
+
     /// Nothing was cut and nothing is left: everything admitted finished.
     pub fn is_clean(&self) -> bool {
         self.cut == 0 && self.unfinished == 0
+    }
+
+    /// The process exit code for this drain: success when it was
+    /// [clean](Self::is_clean), failure otherwise.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use tower_drain::Drain;
+    /// # #[tokio::main]
+    /// # async fn main() -> std::process::ExitCode {
+    /// # let drain = Drain::new();
+    /// drain.shutdown(Duration::from_secs(30)).await.exit_code()
+    /// # }
+    /// ```
+    pub fn exit_code(&self) -> ExitCode {
+        if self.is_clean() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -72,6 +101,9 @@ impl fmt::Display for DrainReport {
         }
         if self.deadline_reached {
             f.write_str(" (deadline reached)")?;
+        }
+        if self.forced_early {
+            f.write_str(" (cut early: told to stop at once)")?;
         }
         Ok(())
     }

@@ -37,6 +37,13 @@ impl DrainSignal {
         self.handle.block().is_tripped()
     }
 
+    /// Whether the instance should still be routed to: neither
+    /// [lame-duck](crate::Drain::lame_duck) nor tripped. This is what
+    /// [`Readiness`](crate::readiness::Readiness) answers.
+    pub fn is_ready(&self) -> bool {
+        self.handle.block().is_ready()
+    }
+
     /// Whether the drain deadline has passed: what is still in flight is being
     /// cut. A body wrapper inside [`DrainLayer`](crate::DrainLayer) can check
     /// it when polled, since the layer wakes its body at the deadline, and end

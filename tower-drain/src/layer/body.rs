@@ -34,6 +34,10 @@ pin_project! {
         Rejected {
             data: Option<Bytes>,
         },
+        Exempt {
+            #[pin]
+            inner: B,
+        },
         Ended,
     }
 }
@@ -45,6 +49,12 @@ impl<B> ResponseBody<B> {
                 inner,
                 guard: Some(guard),
             },
+        }
+    }
+
+    pub(crate) fn exempt(inner: B) -> Self {
+        Self {
+            kind: Kind::Exempt { inner },
         }
     }
 
@@ -92,6 +102,9 @@ where
             KindProj::Rejected { data } => {
                 return Poll::Ready(data.take().map(|data| Ok(Frame::data(data))))
             }
+            KindProj::Exempt { inner } => {
+                return inner.poll_frame(cx).map_err(Into::into);
+            }
             KindProj::Ended => return Poll::Ready(None),
         }
         // Cut at the deadline. Dropping the variant drops the inner body
@@ -106,6 +119,7 @@ where
             Kind::Tracked { guard: None, .. } => true,
             Kind::Tracked { inner, .. } => inner.is_end_stream(),
             Kind::Rejected { data } => data.is_none(),
+            Kind::Exempt { inner } => inner.is_end_stream(),
             Kind::Ended => true,
         }
     }
@@ -116,6 +130,7 @@ where
             Kind::Rejected { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |data| data.len() as u64))
             }
+            Kind::Exempt { inner } => inner.size_hint(),
             Kind::Ended => SizeHint::with_exact(0),
         }
     }
@@ -126,6 +141,7 @@ impl<B> fmt::Debug for ResponseBody<B> {
         let state = match &self.kind {
             Kind::Tracked { .. } => "tracked",
             Kind::Rejected { .. } => "rejected",
+            Kind::Exempt { .. } => "exempt",
             Kind::Ended => "ended",
         };
         f.debug_struct("ResponseBody")

@@ -32,12 +32,17 @@ pin_project! {
         Rejected {
             response: Option<Response<Bytes>>,
         },
+        Exempt {
+            #[pin]
+            inner: F,
+        },
         Cut,
     }
 }
 
 impl<F, R: Reject> ResponseFuture<F, R> {
-    pub(crate) fn admitted(inner: F, guard: Guard, rejection: Rejection, reject: R) -> Self {
+    pub(crate) fn admitted(inner: F, mut guard: Guard, rejection: Rejection, reject: R) -> Self {
+        guard.set_grpc(rejection.is_grpc());
         Self {
             kind: Kind::Admitted {
                 inner,
@@ -48,7 +53,14 @@ impl<F, R: Reject> ResponseFuture<F, R> {
         }
     }
 
+    pub(crate) fn exempt(inner: F) -> Self {
+        Self {
+            kind: Kind::Exempt { inner },
+        }
+    }
+
     pub(crate) fn rejected(reject: &R, rejection: &Rejection) -> Self {
+        crate::metrics::rejected(rejection.is_grpc());
         Self {
             kind: Kind::Rejected {
                 response: Some(respond(reject, rejection)),
@@ -118,6 +130,9 @@ where
                     .expect("ResponseFuture polled after completion");
                 return Poll::Ready(Ok(response.map(ResponseBody::rejected)));
             }
+            KindProj::Exempt { inner } => {
+                return inner.poll(cx).map_ok(|res| res.map(ResponseBody::exempt));
+            }
             KindProj::Cut => panic!("ResponseFuture polled after completion"),
         };
         // Cut at the deadline. Dropping the variant drops the inner future
@@ -133,6 +148,7 @@ impl<F, R> fmt::Debug for ResponseFuture<F, R> {
         let state = match &self.kind {
             Kind::Admitted { .. } => "admitted",
             Kind::Rejected { .. } => "rejected",
+            Kind::Exempt { .. } => "exempt",
             Kind::Cut => "cut",
         };
         f.debug_struct("ResponseFuture")

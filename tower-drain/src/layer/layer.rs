@@ -2,7 +2,8 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
-use super::{DefaultReject, DrainService, Reject};
+use super::exempt::Exempt;
+use super::{DefaultReject, DrainService, Reject, RequestHead};
 use crate::state::Handle;
 
 /// Admits requests into a [`Drain`](crate::Drain) and refuses them once it
@@ -27,6 +28,7 @@ use crate::state::Handle;
 pub struct DrainLayer<R = DefaultReject> {
     handle: Handle,
     reject: R,
+    exempt: Exempt,
 }
 
 impl DrainLayer {
@@ -34,6 +36,7 @@ impl DrainLayer {
         Self {
             handle,
             reject: DefaultReject::default(),
+            exempt: Exempt::default(),
         }
     }
 
@@ -75,7 +78,35 @@ impl<R> DrainLayer<R> {
         DrainLayer {
             handle: self.handle,
             reject,
+            exempt: self.exempt,
         }
+    }
+
+    /// Passes the requests for which `predicate` returns `true` straight to
+    /// the inner service: they are never counted, never refused and never
+    /// cut. Use it for readiness and liveness probes and admin routes, which
+    /// must keep answering while the drain runs; keep such requests short,
+    /// since the drain does not wait for them.
+    ///
+    /// The predicate runs once per request, before admission; without one,
+    /// nothing is checked.
+    ///
+    /// ```
+    /// use axum::{routing::{get, get_service}, Router};
+    /// use tower_drain::Drain;
+    ///
+    /// let drain = Drain::new();
+    /// let app: Router = Router::new()
+    ///     .route("/", get(|| async { "hello" }))
+    ///     .route("/readyz", get_service(drain.readiness()))
+    ///     .layer(drain.layer().exempt(|req| req.uri().path() == "/readyz"));
+    /// ```
+    pub fn exempt<F>(mut self, predicate: F) -> Self
+    where
+        F: Fn(&RequestHead<'_>) -> bool + Send + Sync + 'static,
+    {
+        self.exempt = Exempt::new(predicate);
+        self
     }
 }
 
@@ -83,6 +114,11 @@ impl<S, R: Clone> Layer<S> for DrainLayer<R> {
     type Service = DrainService<S, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        DrainService::new(inner, self.handle.clone(), self.reject.clone())
+        DrainService::new(
+            inner,
+            self.handle.clone(),
+            self.reject.clone(),
+            self.exempt.clone(),
+        )
     }
 }

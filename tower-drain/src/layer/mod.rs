@@ -13,6 +13,9 @@
 //! Responses to requests admitted before the trip but answered after it carry
 //! `Connection: close` on HTTP/1.x too.
 //!
+//! Requests matching [`DrainLayer::exempt`] (health probes, admin routes)
+//! pass through untouched: never counted, refused or cut.
+//!
 //! # Example
 //!
 //! ```
@@ -46,6 +49,7 @@
 //! ```
 
 mod body;
+mod exempt;
 mod future;
 #[allow(clippy::module_inception)]
 mod layer;
@@ -53,6 +57,7 @@ mod reject;
 mod service;
 
 pub use self::body::ResponseBody;
+pub use self::exempt::RequestHead;
 pub use self::future::ResponseFuture;
 pub use self::layer::DrainLayer;
 pub use self::reject::{Cause, DefaultReject, Reject, Rejection};

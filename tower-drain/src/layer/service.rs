@@ -5,6 +5,7 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
+use super::exempt::Exempt;
 use super::{DefaultReject, Reject, Rejection, ResponseBody, ResponseFuture};
 use crate::state::{current_slot, Handle};
 use crate::BoxError;
@@ -19,14 +20,16 @@ pub struct DrainService<S, R = DefaultReject> {
     inner: S,
     handle: Handle,
     reject: R,
+    exempt: Exempt,
 }
 
 impl<S, R> DrainService<S, R> {
-    pub(crate) fn new(inner: S, handle: Handle, reject: R) -> Self {
+    pub(crate) fn new(inner: S, handle: Handle, reject: R, exempt: Exempt) -> Self {
         Self {
             inner,
             handle,
             reject,
+            exempt,
         }
     }
 
@@ -65,6 +68,9 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        if self.exempt.matches(&req) {
+            return ResponseFuture::exempt(self.inner.call(req));
+        }
         let rejection = Rejection::new(&req);
         match self.handle.block().try_admit(current_slot()) {
             Some(guard) => ResponseFuture::admitted(
@@ -91,6 +97,39 @@ mod tests {
 
     use crate::test_support::{channel_body, counting_service, full, serving, TestBody};
     use crate::Drain;
+
+    #[tokio::test]
+    async fn o3_exempt_requests_pass_uncounted_and_are_never_refused() {
+        let drain = Drain::new();
+        let (calls, inner) = counting_service();
+        let svc = drain
+            .layer()
+            .exempt(|req| req.uri().path() == "/readyz")
+            .layer(inner);
+        let probe = || Request::get("/readyz").body(()).unwrap();
+
+        let res = svc.clone().oneshot(probe()).await.unwrap();
+        assert_eq!(drain.in_flight(), 0, "an exempt response is not counted");
+        drain.trip();
+        drain.drained().await;
+        let after = svc.clone().oneshot(probe()).await.unwrap();
+        assert_eq!(after.status(), StatusCode::OK);
+        assert!(after.headers().get(http::header::CONNECTION).is_none());
+        let refused = svc
+            .clone()
+            .oneshot(Request::get("/").body(()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "both probes, not the refused one"
+        );
+        let body = after.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "ok");
+        drop(res);
+    }
 
     #[tokio::test]
     async fn p1_request_after_trip_never_reaches_inner() {

@@ -15,6 +15,8 @@ pub(crate) struct Guard {
     /// Its key in the slot's `waiting` slab, plus one, once it has had to
     /// wait. (Small: the guard rides in every response future and body.)
     waiting: Option<NonZeroU32>,
+    /// The request is gRPC (for the metrics' protocol label).
+    grpc: bool,
 }
 
 impl Guard {
@@ -22,7 +24,14 @@ impl Guard {
         Self {
             slot,
             waiting: None,
+            grpc: false,
         }
+    }
+
+    /// Labels this request gRPC in the metrics.
+    #[inline]
+    pub(crate) fn set_grpc(&mut self, grpc: bool) {
+        self.grpc = grpc;
     }
 
     fn waiting_key(&self) -> Option<usize> {
@@ -65,6 +74,7 @@ impl Guard {
     /// dropped, while the count still holds the block.
     pub(crate) fn record_cut(&self) {
         self.slot.cut.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::cut(self.grpc);
     }
 }
 

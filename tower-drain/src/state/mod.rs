@@ -86,6 +86,8 @@ pub(crate) struct Block {
     tripped: AtomicBool,
     /// Set once every slot carries `FORCED`.
     forced: AtomicBool,
+    /// Set by `Drain::lame_duck`: readiness fails, requests are still served.
+    lame_duck: AtomicBool,
     /// Requests in flight at the trip: each slot's count when its bit was set.
     at_trip: AtomicUsize,
     on_trip: Notify,
@@ -113,6 +115,7 @@ impl Block {
             mask: slots - 1,
             tripped: AtomicBool::new(false),
             forced: AtomicBool::new(false),
+            lame_duck: AtomicBool::new(false),
             at_trip: AtomicUsize::new(0),
             on_trip: Notify::new(),
             on_release: Notify::new(),
@@ -178,6 +181,17 @@ impl Block {
             }
         }
         first
+    }
+
+    /// Marks the drain lame-duck: readiness fails from now on. Returns `true`
+    /// for the first call.
+    pub(crate) fn lame_duck(&self) -> bool {
+        !self.lame_duck.swap(true, Ordering::AcqRel)
+    }
+
+    /// Neither lame-duck nor tripped.
+    pub(crate) fn is_ready(&self) -> bool {
+        !self.lame_duck.load(Ordering::Acquire) && !self.is_tripped()
     }
 
     pub(crate) fn is_tripped(&self) -> bool {

@@ -56,6 +56,7 @@ impl Block {
         }
         self.tripped.store(false, Ordering::Relaxed);
         self.forced.store(false, Ordering::Relaxed);
+        self.lame_duck.store(false, Ordering::Relaxed);
         self.at_trip.store(0, Ordering::Relaxed);
         self.handles.store(1, Ordering::Relaxed);
     }
