@@ -122,7 +122,7 @@ impl Shutdown {
     /// # Errors
     ///
     /// If a signal handler cannot be installed.
-    #[cfg(feature = "signal")]
+    #[cfg(all(feature = "signal", not(loom)))]
     pub fn on_signals(drain: &Drain) -> std::io::Result<Self> {
         let signals = trigger::Signals::install()?;
         Ok(Self::new(drain, Trigger::Signals(signals)))

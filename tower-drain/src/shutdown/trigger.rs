@@ -8,7 +8,7 @@ pub(super) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub(super) enum Trigger {
     /// SIGTERM or SIGINT (Ctrl-C on Windows): the first starts the sequence,
     /// the next one forces it.
-    #[cfg(feature = "signal")]
+    #[cfg(all(feature = "signal", not(loom)))]
     Signals(Signals),
     /// A future of the user's: it starts the sequence, once.
     Future(Option<BoxFuture>),
@@ -19,7 +19,7 @@ impl Trigger {
     /// this never resolves.
     pub(super) async fn next(&mut self) {
         match self {
-            #[cfg(feature = "signal")]
+            #[cfg(all(feature = "signal", not(loom)))]
             Trigger::Signals(signals) => signals.recv().await,
             Trigger::Future(future) => match future.take() {
                 Some(future) => future.await,
@@ -47,7 +47,7 @@ pub(super) async fn second(trigger: &mut Trigger, force_on: Option<BoxFuture>) {
 }
 
 /// The process's stop signals, with their handlers installed.
-#[cfg(feature = "signal")]
+#[cfg(all(feature = "signal", not(loom)))]
 pub(super) struct Signals {
     #[cfg(unix)]
     terminate: tokio::signal::unix::Signal,
@@ -55,7 +55,7 @@ pub(super) struct Signals {
     interrupt: tokio::signal::unix::Signal,
 }
 
-#[cfg(feature = "signal")]
+#[cfg(all(feature = "signal", not(loom)))]
 impl Signals {
     /// Installs the handlers now: from here on these signals no longer end
     /// the process, they are delivered here.
