@@ -1,67 +1,82 @@
-//! An axum server with a slow streaming route behind `DrainLayer`.
+//! An axum server with a slow streaming route behind `DrainLayer`, shut down
+//! by the `Shutdown` sequence.
 //!
-//! On SIGTERM or Ctrl-C it drains: requests already streaming finish, new
-//! ones get `503` with `Retry-After`, and the process logs the report and
-//! exits (0 when nothing had to be cut). See `examples/README.md`.
+//! On SIGTERM or Ctrl-C: `/readyz` fails at once (lame duck), then the drain
+//! trips: requests already streaming finish, new ones get `503` with
+//! `Retry-After`. Once the drain is over the server stops, the cleanup hook
+//! runs, the report goes to stdout, and the process exits 0 (1 if anything
+//! was cut or a hook failed). A second signal cuts at once. See
+//! `examples/README.md`.
 //!
-//! Environment: `ADDR` (default `127.0.0.1:3000`), `DRAIN_DEADLINE_SECS`
-//! (default 30).
+//! Environment: `ADDR` (default `127.0.0.1:3000`), `LAME_DUCK_SECS` (0),
+//! `DRAIN_DEADLINE_SECS` (30), `CLEANUP_DEADLINE_SECS` (10).
 
 use std::convert::Infallible;
+use std::future::IntoFuture;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::Query;
-use axum::routing::get;
+use axum::extract::{Query, State};
+use axum::routing::{get, get_service};
 use axum::Router;
 use bytes::Bytes;
 use futures_util::stream;
 use tokio::net::TcpListener;
 use tower_drain::Drain;
+use tracing::info;
 
 #[path = "../shared.rs"]
 mod shared;
-use tracing::info;
 
 #[tokio::main]
 async fn main() -> Result<ExitCode, shared::BoxError> {
-    let shared::Setup {
-        stop_signal,
-        addr,
-        deadline,
-    } = shared::Setup::from_env("127.0.0.1:3000")?;
-
+    let setup = shared::Setup::from_env("127.0.0.1:3000")?;
     let drain = Drain::new();
+    let streamed = Arc::new(AtomicU64::new(0));
+
+    // Signal handlers are installed here, before the server says it is up.
+    let shutdown = setup
+        .shutdown(&drain)?
+        .on_cleanup("write the stats", Duration::from_secs(2), {
+            let streamed = streamed.clone();
+            move || async move {
+                // Stands in for closing a pool or flushing an exporter.
+                info!(tokens = streamed.load(Ordering::Relaxed), "stats written");
+                Ok::<_, Infallible>(())
+            }
+        });
+
     let app = Router::new()
         .route("/", get(|| async { "hello\n" }))
         .route("/stream", get(stream_tokens))
-        .layer(drain.layer());
+        .with_state(streamed)
+        // Probes keep their own answers through the drain: readiness fails
+        // from the lame duck on, liveness stays 200.
+        .route("/readyz", get_service(drain.readiness()))
+        .route("/livez", get(|| async { "alive\n" }))
+        .layer(
+            drain
+                .layer()
+                .exempt(|req| matches!(req.uri().path(), "/readyz" | "/livez")),
+        );
 
-    let listener = TcpListener::bind(&addr).await?;
+    let listener = TcpListener::bind(&setup.addr).await?;
     info!("listening on http://{}", listener.local_addr()?);
-    // The listener stays open through the drain, so late requests get a
-    // clean 503; the server stops once the drain is over.
-    let (stop, stopped) = shared::stop_after_drain();
-    let server = tokio::spawn(async move {
+    // The server stops once the drain is over: until then late requests get
+    // a clean 503, not a refused connection.
+    let server = tokio::spawn(
         axum::serve(listener, app)
-            .with_graceful_shutdown(stopped)
-            .await
-    });
+            .with_graceful_shutdown(shutdown.server_stop())
+            .into_future(),
+    );
 
-    stop_signal.recv().await;
-    info!(?deadline, "shutdown signal received: draining");
-    // `tower-drain` logs the report too (its `tracing` feature); the summary
-    // on stdout is for scripts.
-    let report = drain.shutdown(deadline).await;
+    let report = shutdown.run().await;
     println!("{report}");
-    let _ = stop.send(());
     shared::join_server(server).await?;
-    Ok(if report.is_clean() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(report.exit_code())
 }
 
 #[derive(serde::Deserialize)]
@@ -70,17 +85,24 @@ struct Tokens {
 }
 
 /// `GET /stream?n=25`: `n` tokens, one every 200 ms, like a model's output.
-async fn stream_tokens(Query(Tokens { n }): Query<Tokens>) -> Body {
+async fn stream_tokens(
+    State(streamed): State<Arc<AtomicU64>>,
+    Query(Tokens { n }): Query<Tokens>,
+) -> Body {
     let n = n.unwrap_or(25);
-    let tokens = stream::unfold(0, move |i| async move {
-        if i == n {
-            return None;
+    let tokens = stream::unfold(0, move |i| {
+        let streamed = streamed.clone();
+        async move {
+            if i == n {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            streamed.fetch_add(1, Ordering::Relaxed);
+            Some((
+                Ok::<_, Infallible>(Bytes::from(format!("token-{i}\n"))),
+                i + 1,
+            ))
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        Some((
-            Ok::<_, Infallible>(Bytes::from(format!("token-{i}\n"))),
-            i + 1,
-        ))
     });
     Body::from_stream(tokens)
 }

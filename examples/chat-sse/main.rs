@@ -13,6 +13,7 @@
 
 use std::convert::Infallible;
 use std::fs::OpenOptions;
+use std::future::IntoFuture;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,7 +22,7 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, Sse};
 use axum::response::Html;
-use axum::routing::get;
+use axum::routing::{get, get_service};
 use axum::Router;
 use futures_util::{stream, Stream};
 use tokio::net::TcpListener;
@@ -54,46 +55,37 @@ const WORDS: &[&str] = &[
 
 #[tokio::main]
 async fn main() -> Result<ExitCode, shared::BoxError> {
-    let shared::Setup {
-        stop_signal,
-        addr,
-        deadline,
-    } = shared::Setup::from_env("127.0.0.1:3000")?;
+    let setup = shared::Setup::from_env("127.0.0.1:3000")?;
     let partial: PathBuf = std::env::var_os("PARTIAL_OUTPUT")
         .map_or_else(|| "partial-output.jsonl".into(), Into::into);
 
     let drain = Drain::new();
+    let shutdown = setup.shutdown(&drain)?;
     let app = Router::new()
         .route("/", get(|| async { Html(include_str!("index.html")) }))
         .route("/chat", get(chat))
+        .route("/readyz", get_service(drain.readiness()))
         .layer(
             SseDrainLayer::new(drain.signal())
                 .message("the server is restarting; reconnecting resumes your answer")
                 .on_cut(move |cut| save_partial(&partial, cut)),
         )
-        .layer(drain.layer());
+        .layer(drain.layer().exempt(|req| req.uri().path() == "/readyz"));
 
-    let listener = TcpListener::bind(&addr).await?;
+    let listener = TcpListener::bind(&setup.addr).await?;
     info!("chat on http://{}/", listener.local_addr()?);
-    // The listener stays open through the drain, so late requests get a
-    // clean 503; the server stops once the drain is over.
-    let (stop, stopped) = shared::stop_after_drain();
-    let server = tokio::spawn(async move {
+    // The server stops once the drain is over: until then late requests get
+    // a clean 503, not a refused connection.
+    let server = tokio::spawn(
         axum::serve(listener, app)
-            .with_graceful_shutdown(stopped)
-            .await
-    });
+            .with_graceful_shutdown(shutdown.server_stop())
+            .into_future(),
+    );
 
-    stop_signal.recv().await;
-    let report = drain.shutdown(deadline).await;
+    let report = shutdown.run().await;
     println!("{report}");
-    let _ = stop.send(());
     shared::join_server(server).await?;
-    Ok(if report.is_clean() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(report.exit_code())
 }
 
 /// `GET /chat`: tokens of a fake model, one every 150 ms, numbered by `id`.

@@ -68,20 +68,17 @@ impl Chat for ChatService {
 
 #[tokio::main]
 async fn main() -> Result<ExitCode, shared::BoxError> {
-    let shared::Setup {
-        stop_signal,
-        addr,
-        deadline,
-    } = shared::Setup::from_env("127.0.0.1:50051")?;
+    let setup = shared::Setup::from_env("127.0.0.1:50051")?;
     let drain = Drain::new();
+    let shutdown = setup.shutdown(&drain)?;
 
     // Health stays outside the drain, so probes are answered throughout;
-    // it turns NOT_SERVING at the trip.
+    // it turns NOT_SERVING when readiness fails (the lame duck, or the trip).
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<ChatServer<ChatService>>().await;
-    let tripped = drain.signal().tripped();
+    let not_ready = drain.signal().not_ready();
     tokio::spawn(async move {
-        tripped.await;
+        not_ready.await;
         health.set_not_serving::<ChatServer<ChatService>>().await;
     });
 
@@ -92,29 +89,22 @@ async fn main() -> Result<ExitCode, shared::BoxError> {
         .layer(SseDrainLayer::new(drain.signal()))
         .named_layer(ChatServer::new(ChatService));
 
-    let listener = TcpListener::bind(&addr).await?;
+    let listener = TcpListener::bind(&setup.addr).await?;
     info!("gRPC on {}", listener.local_addr()?);
     // The server stops after the drain, not at the trip: until then late
     // calls get a clean UNAVAILABLE instead of a closed connection.
-    let (stop, stopped) = shared::stop_after_drain();
     let server = tokio::spawn(
         Server::builder()
             .add_service(health_service)
             .add_service(chat)
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
-                stopped,
+                shutdown.server_stop(),
             ),
     );
 
-    stop_signal.recv().await;
-    let report = drain.shutdown(deadline).await;
+    let report = shutdown.run().await;
     println!("{report}");
-    let _ = stop.send(());
     shared::join_server(server).await?;
-    Ok(if report.is_clean() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(report.exit_code())
 }

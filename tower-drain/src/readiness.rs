@@ -108,6 +108,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn o3_not_ready_resolves_at_the_lame_duck_and_at_a_bare_trip() {
+        let drain = Drain::new();
+        let waiter = tokio::spawn(drain.signal().not_ready());
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        drain.lame_duck();
+        waiter.await.unwrap();
+        assert!(!drain.is_tripped());
+
+        let drain = Drain::new();
+        let waiter = tokio::spawn(drain.signal().not_ready());
+        tokio::task::yield_now().await;
+        drain.trip();
+        waiter.await.unwrap();
+    }
+
+    #[tokio::test]
     async fn o3_readiness_fails_at_a_trip_without_lame_duck() {
         let drain = Drain::new();
         drain.trip();

@@ -80,9 +80,9 @@ async fn o4_tracing_events_at_each_phase() {
             "drain deadline reached: cutting what is still in flight cutting=1",
         ),
         // The held body is never polled again, so it is not cut: unfinished.
-        ("INFO", "drained report=drained in 13s"),
+        ("INFO", "drained report=drained in 13.0s"),
         ("INFO", "cleanup hook finished hook=flush"),
-        ("INFO", "shutdown complete report=shut down in 14s"),
+        ("INFO", "shutdown complete report=shut down in 14.0s"),
     ];
     assert_eq!(lines.len(), expected.len(), "{log}");
     for (line, (level, text)) in lines.iter().zip(expected) {

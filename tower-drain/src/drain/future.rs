@@ -30,6 +30,41 @@ pin_project! {
     }
 }
 
+pin_project! {
+    /// Resolves once readiness fails: at the lame duck, or at the trip.
+    /// Returned by [`DrainSignal::not_ready`](crate::DrainSignal::not_ready).
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct NotReady {
+        handle: Handle,
+        #[pin]
+        wait: Wait,
+    }
+}
+
+impl NotReady {
+    pub(crate) fn new(handle: Handle) -> Self {
+        let wait = Wait::new(handle.block(), Event::NotReady);
+        Self { handle, wait }
+    }
+}
+
+impl Future for NotReady {
+    type Output = ();
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.project().wait.poll(cx)
+    }
+}
+
+impl fmt::Debug for NotReady {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NotReady")
+            .field("drain", &self.handle)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drained {
     pub(crate) fn new(handle: Handle) -> Self {
         let wait = Wait::new(handle.block(), Event::Drained);

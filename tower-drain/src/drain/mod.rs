@@ -36,6 +36,6 @@ mod signal;
 
 pub use self::controller::Drain;
 pub(crate) use self::controller::PROGRESS_EVERY;
-pub use self::future::{Drained, Tripped};
+pub use self::future::{Drained, NotReady, Tripped};
 pub use self::report::DrainReport;
 pub use self::signal::DrainSignal;

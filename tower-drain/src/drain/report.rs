@@ -93,7 +93,7 @@ impl fmt::Display for DrainReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "drained in {:?}: {} in flight at trip, {} completed, {} cut, {} rejected",
+            "drained in {:.1?}: {} in flight at trip, {} completed, {} cut, {} rejected",
             self.elapsed, self.in_flight_at_trip, self.completed, self.cut, self.rejected
         )?;
         if self.unfinished > 0 {

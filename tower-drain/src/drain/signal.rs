@@ -1,4 +1,4 @@
-use super::Tripped;
+use super::{NotReady, Tripped};
 use crate::state::Handle;
 
 /// A read-only view of a [`Drain`](crate::Drain): has it tripped, and a future
@@ -42,6 +42,14 @@ impl DrainSignal {
     /// [`Readiness`](crate::readiness::Readiness) answers.
     pub fn is_ready(&self) -> bool {
         self.handle.block().is_ready()
+    }
+
+    /// A future that resolves once readiness fails: at the
+    /// [lame duck](crate::Drain::lame_duck), or at the trip if there is none.
+    /// Use it to flip a health service that is not HTTP, such as
+    /// `tonic-health`'s `NOT_SERVING`.
+    pub fn not_ready(&self) -> NotReady {
+        NotReady::new(self.handle.clone())
     }
 
     /// Whether the drain deadline has passed: what is still in flight is being

@@ -124,11 +124,17 @@ impl HookReport {
 impl fmt::Display for HookReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.outcome {
-            HookOutcome::Finished => write!(f, "{} finished in {:?}", self.name, self.elapsed),
+            HookOutcome::Finished => write!(f, "{} finished in {:.1?}", self.name, self.elapsed),
             HookOutcome::Failed(error) => {
-                write!(f, "{} failed after {:?}: {error}", self.name, self.elapsed)
+                write!(
+                    f,
+                    "{} failed after {:.1?}: {error}",
+                    self.name, self.elapsed
+                )
             }
-            HookOutcome::TimedOut => write!(f, "{} timed out after {:?}", self.name, self.elapsed),
+            HookOutcome::TimedOut => {
+                write!(f, "{} timed out after {:.1?}", self.name, self.elapsed)
+            }
             HookOutcome::Skipped => write!(f, "{} skipped", self.name),
         }
     }

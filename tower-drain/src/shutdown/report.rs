@@ -72,7 +72,7 @@ impl fmt::Display for ShutdownReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "shut down in {:?} (lame duck {:?}, drain {:?}, cleanup {:?}); {}",
+            "shut down in {:.1?} (lame duck {:.1?}, drain {:.1?}, cleanup {:.1?}); {}",
             self.elapsed,
             self.lame_duck,
             self.drain.elapsed(),

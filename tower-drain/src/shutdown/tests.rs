@@ -176,9 +176,9 @@ async fn hooks_that_hang_fail_or_panic_are_reported_and_the_rest_still_run() {
     assert!(!report.is_clean(), "a hook failed");
     assert_eq!(report.exit_code(), std::process::ExitCode::FAILURE);
     let line = report.to_string();
-    assert!(line.contains("hangs timed out after 2s"), "{line}");
+    assert!(line.contains("hangs timed out after 2.0s"), "{line}");
     assert!(
-        line.contains("errors failed after 0ns: pool already closed"),
+        line.contains("errors failed after 0.0ns: pool already closed"),
         "{line}"
     );
 }

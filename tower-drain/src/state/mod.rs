@@ -90,6 +90,7 @@ pub(crate) struct Block {
     lame_duck: AtomicBool,
     /// Requests in flight at the trip: each slot's count when its bit was set.
     at_trip: AtomicUsize,
+    /// Notified at the trip and at the lame duck.
     on_trip: Notify,
     /// Notified when a tripped slot reaches zero, and at the trip itself.
     on_release: Notify,
@@ -186,7 +187,12 @@ impl Block {
     /// Marks the drain lame-duck: readiness fails from now on. Returns `true`
     /// for the first call.
     pub(crate) fn lame_duck(&self) -> bool {
-        !self.lame_duck.swap(true, Ordering::AcqRel)
+        let first = !self.lame_duck.swap(true, Ordering::AcqRel);
+        if first {
+            // Shared with the trip's waiters, who re-check and wait on.
+            self.on_trip.notify_waiters();
+        }
+        first
     }
 
     /// Neither lame-duck nor tripped.
@@ -225,7 +231,7 @@ impl Block {
 
     pub(crate) fn notified(&self, event: Event) -> Notified<'_> {
         match event {
-            Event::Tripped => self.on_trip.notified(),
+            Event::NotReady | Event::Tripped => self.on_trip.notified(),
             Event::Drained => self.on_release.notified(),
         }
     }

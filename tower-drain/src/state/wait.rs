@@ -11,6 +11,8 @@ use crate::sync::Notified;
 /// What a [`Wait`] waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Event {
+    /// Lame duck or tripped: readiness fails.
+    NotReady,
     Tripped,
     Drained,
 }
@@ -18,6 +20,7 @@ pub(crate) enum Event {
 impl Event {
     fn has_happened(self, block: &Block) -> bool {
         match self {
+            Event::NotReady => !block.is_ready(),
             Event::Tripped => block.is_tripped(),
             Event::Drained => block.is_drained(),
         }
@@ -29,7 +32,7 @@ pin_project! {
     ///
     /// The notifier is armed *before* the state is checked, and re-armed before
     /// every re-check, so a notification that lands between a check and the
-    /// wait is never lost. Both events are permanent once they happen, so a
+    /// wait is never lost. Every event is permanent once they happen, so a
     /// spurious wake-up only costs a re-check.
     pub(crate) struct Wait {
         block: &'static Block,

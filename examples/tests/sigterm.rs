@@ -1,0 +1,302 @@
+//! The shutdown sequence in a real process: the `axum-streaming` example is
+//! started as a child on 127.0.0.1, loaded with real clients, and sent real
+//! SIGTERMs. Every child is ended by its pid if a test fails.
+
+#![cfg(unix)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use http_body_util::BodyExt;
+use tower_drain_tests::{get_req, http1, within, HANG};
+
+/// The example, running.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    /// The child's stderr (its log), line by line.
+    log: mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Starts the example on a free port with `env`, and waits for the line
+    /// that says it listens (its signal handlers are installed before it).
+    fn start(env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_axum-streaming"))
+            .env("ADDR", "127.0.0.1:0")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the example starts");
+        let (tx, log) = mpsc::channel();
+        let stderr = child.stderr.take().expect("piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Self {
+            child,
+            addr: ([127, 0, 0, 1], 0).into(),
+            log,
+        };
+        let line = server.wait_for_log("listening on http://");
+        let addr = line.rsplit("http://").next().expect("an address");
+        server.addr = addr.trim().parse().expect("a socket address");
+        server
+    }
+
+    /// Waits (bounded) for a log line containing `text`, and returns it.
+    fn wait_for_log(&mut self, text: &str) -> String {
+        let until = Instant::now() + HANG;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no log line with {text:?} within {HANG:?}"),
+            }
+        }
+    }
+
+    fn sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "SIGTERM delivered");
+    }
+
+    /// Waits (bounded) for the exit; returns its status, the time it took
+    /// and the report line from stdout.
+    fn exit(mut self) -> (ExitStatus, Duration, String) {
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait works") {
+                break status;
+            }
+            assert!(started.elapsed() < HANG, "the process did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stdout = String::new();
+        self.child
+            .stdout
+            .take()
+            .expect("piped")
+            .read_to_string(&mut stdout)
+            .expect("stdout readable");
+        (status, started.elapsed(), stdout)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Only if a test failed before the child exited: ours, by its pid.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The number before `what` in the report line ("3 completed").
+fn count(report: &str, what: &str) -> usize {
+    let before = report
+        .split(what)
+        .next()
+        .filter(|before| before.len() < report.len())
+        .unwrap_or_else(|| panic!("no {what:?} in {report:?}"));
+    before
+        .rsplit(|c: char| !c.is_ascii_digit())
+        .find(|n| !n.is_empty())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count before {what:?} in {report:?}"))
+}
+
+/// Opens a stream of `tokens` tokens and waits for its first one, so that it
+/// is admitted before the test goes on; returns the task reading the rest.
+async fn open_stream(
+    addr: SocketAddr,
+    tokens: u32,
+) -> tokio::task::JoinHandle<Result<String, String>> {
+    let res = within(
+        "stream response",
+        http1().request(get_req(addr, &format!("/stream?n={tokens}"))),
+    )
+    .await
+    .expect("a response");
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = res.into_body();
+    let first = within("first token", body.frame())
+        .await
+        .expect("a frame")
+        .expect("no error")
+        .into_data()
+        .expect("data");
+    tokio::spawn(async move {
+        let mut text = String::from_utf8_lossy(&first).into_owned();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| format!("{e} after {text:?}"))?;
+            if let Ok(data) = frame.into_data() {
+                text.push_str(&String::from_utf8_lossy(&data));
+            }
+        }
+        Ok(text)
+    })
+}
+
+fn tokens(n: u32) -> String {
+    (0..n).map(|i| format!("token-{i}\n")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_admitted_requests_complete_and_late_ones_get_503() {
+    let mut server = Server::start(&[("DRAIN_DEADLINE_SECS", "20")]);
+    let addr = server.addr;
+
+    // Load: streams of 20 tokens (about 4 s each), opened together, and
+    // short requests.
+    let streams = futures_util::future::join_all((0..6).map(|_| open_stream(addr, 20))).await;
+    for _ in 0..20 {
+        let res = http1().request(get_req(addr, "/")).await.expect("served");
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+
+    server.sigterm();
+    server.wait_for_log("drain tripped");
+
+    // Late requests, on new connections, for as long as the streams run.
+    let mut refused = 0;
+    let mut late = 0;
+    while streams.iter().any(|s| !s.is_finished()) && late < 200 {
+        late += 1;
+        match http1().request(get_req(addr, "/")).await {
+            Ok(res) => {
+                assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+                assert!(res.headers().contains_key(http::header::RETRY_AFTER));
+                assert_eq!(res.headers()[http::header::CONNECTION], "close");
+                refused += 1;
+            }
+            // The drain just ended and the server stopped listening.
+            Err(_) => break,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused > 0, "late requests came during the drain");
+
+    for stream in streams {
+        let text = within("stream end", stream).await.unwrap();
+        assert_eq!(text.expect("completed, not cut"), tokens(20));
+    }
+
+    let (status, _, report) = server.exit();
+    assert!(status.success(), "exit 0: {status:?}, {report}");
+    assert_eq!(count(&report, " in flight at trip"), 6, "{report}");
+    assert_eq!(count(&report, " completed"), 6, "{report}");
+    assert_eq!(count(&report, " cut"), 0, "{report}");
+    assert_eq!(count(&report, " rejected"), refused, "{report}");
+    assert!(report.contains("write the stats finished"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_never_finishes_is_cut_at_the_deadline() {
+    let mut server = Server::start(&[("DRAIN_DEADLINE_SECS", "2")]);
+    let endless = open_stream(server.addr, 1_000_000).await;
+
+    server.sigterm();
+    server.wait_for_log("drain tripped");
+    let tripped = Instant::now();
+    let (status, _, report) = server.exit();
+    let exited_after = tripped.elapsed();
+
+    let seen = within("cut stream", endless).await.unwrap();
+    assert!(seen.is_err(), "the client sees the cut: {seen:?}");
+    assert_eq!(status.code(), Some(1), "{report}");
+    assert_eq!(count(&report, " cut"), 1, "{report}");
+    assert!(report.contains("deadline reached"), "{report}");
+    // Not before the deadline (a bound that cannot flake), and not much
+    // after it (generous: deadline + unwind + server stop + slack).
+    assert!(exited_after >= Duration::from_secs(2) - Duration::from_millis(100));
+    assert!(
+        exited_after < Duration::from_secs(2 + 10),
+        "{exited_after:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_during_the_drain_cuts_at_once() {
+    // A deadline the test would notice: it is never reached.
+    let mut server = Server::start(&[("DRAIN_DEADLINE_SECS", "120")]);
+    let endless = open_stream(server.addr, 1_000_000).await;
+
+    server.sigterm();
+    server.wait_for_log("drain tripped");
+    server.sigterm();
+    let (status, took, report) = server.exit();
+
+    assert!(took < HANG, "well before the 120 s deadline");
+    assert!(within("cut stream", endless).await.unwrap().is_err());
+    assert_eq!(status.code(), Some(1), "{report}");
+    assert_eq!(count(&report, " cut"), 1, "{report}");
+    assert!(report.contains("told to stop at once"), "{report}");
+    assert!(!report.contains("deadline reached"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn o3_readyz_fails_from_the_lame_duck_while_other_routes_and_livez_answer() {
+    let mut server = Server::start(&[("LAME_DUCK_SECS", "3"), ("DRAIN_DEADLINE_SECS", "20")]);
+    let addr = server.addr;
+    let status = |path: &'static str| async move {
+        let res = http1()
+            .request(get_req(addr, path))
+            .await
+            .expect("answered");
+        let status = res.status();
+        let body = res.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    assert_eq!(status("/readyz").await, (StatusCode::OK, "ready\n".into()));
+    // In flight through the lame duck and into the drain.
+    let stream = open_stream(addr, 25).await;
+
+    server.sigterm();
+    server.wait_for_log("lame duck");
+    assert_eq!(status("/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        status("/").await,
+        (StatusCode::OK, "hello\n".into()),
+        "still serving"
+    );
+
+    server.wait_for_log("drain tripped");
+    assert_eq!(status("/").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    // Exempt from the drain: the probe gets readiness's answer, not the
+    // layer's rejection.
+    assert_eq!(
+        status("/readyz").await,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: shutting down\n".into()
+        )
+    );
+    assert_eq!(status("/livez").await, (StatusCode::OK, "alive\n".into()));
+
+    assert_eq!(within("stream", stream).await.unwrap().unwrap(), tokens(25));
+    let (exit, _, report) = server.exit();
+    assert!(exit.success(), "{report}");
+    let lame_duck: f64 = report
+        .split("lame duck ")
+        .nth(1)
+        .and_then(|rest| rest.split('s').next())
+        .and_then(|secs| secs.parse().ok())
+        .unwrap_or_else(|| panic!("no lame duck in {report:?}"));
+    assert!(lame_duck >= 2.95, "the lame duck lasted its 3 s: {report}");
+}
