@@ -13,7 +13,10 @@
 //!   HTTP/1.x), or a gRPC `UNAVAILABLE`, and never reach the service;
 //! - [`Drain::drained`] resolves when the last admitted body ends, and
 //!   [`Drain::shutdown`] puts it together: trip, wait up to a deadline, cut
-//!   what is left, and [report](DrainReport).
+//!   what is left, and [report](DrainReport);
+//! - [`Shutdown`](shutdown::Shutdown) runs the whole sequence from SIGTERM to
+//!   exit around it: lame-duck [readiness], the drain, the cut, the server's
+//!   own graceful stop, cleanup hooks, and a report that maps to an exit code.
 //!
 //! The layer does two atomic operations per request, on a cache line only the
 //! current core writes: no allocation, no lock, no shared counter, so its
@@ -54,8 +57,12 @@
 //!
 //! # Feature flags
 //!
-//! - `tracing` (default): `tracing` events at the trip, at the deadline and
-//!   when drained.
+//! - `tracing` (default): `tracing` events at each phase of a drain and a
+//!   shutdown.
+//! - `signal` (default): [`Shutdown::on_signals`](shutdown::Shutdown::on_signals),
+//!   through tokio's signal support.
+//! - `metrics`: an in-flight gauge, rejected and cut counters and a drain
+//!   duration histogram, through the `metrics` facade; see [`metrics`].
 //!
 //! [tower]: https://docs.rs/tower
 
