@@ -114,3 +114,73 @@ async fn p3_client_disconnect_mid_body_releases_the_count() {
     assert_eq!(drain.in_flight(), 0);
     server.abort();
 }
+
+/// `Shutdown::server_stop` driving hyper-util's `GracefulShutdown`: the
+/// listener stays open through the drain (a late request gets the clean
+/// 503), and the server closes its connections only once the drain is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_stop_drives_hyper_util_graceful_shutdown_after_the_drain() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::graceful::GracefulShutdown;
+    use tower_drain::shutdown::Shutdown;
+
+    let drain = Drain::new();
+    let (pull, pulled) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = Shutdown::with_trigger(&drain, async move {
+        let _ = pulled.await;
+    });
+    let stop = shutdown.server_stop();
+    let gate = Gate::new();
+    let svc = drain.layer().layer(app(gate.clone()));
+    let (listener, addr) = listen().await;
+    let server = tokio::spawn(async move {
+        let graceful = GracefulShutdown::new();
+        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        let mut stop = std::pin::pin!(stop);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((io, _)) = accepted else { continue };
+                    let svc = hyper_util::service::TowerToHyperService::new(svc.clone());
+                    let conn = builder.serve_connection(TokioIo::new(io), svc).into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                }
+                () = &mut stop => break,
+            }
+        }
+        drop(listener);
+        graceful.shutdown().await;
+    });
+
+    let client = http1();
+    let streaming = within("stream", client.request(get_req(addr, "/stream")))
+        .await
+        .unwrap();
+    let sequence = tokio::spawn(shutdown.run());
+    pull.send(()).unwrap();
+    within("trip", drain.signal().tripped()).await;
+
+    // Through the drain: a new connection is accepted and refused cleanly.
+    let late = within("late request", http1().request(get_req(addr, "/hello")))
+        .await
+        .unwrap();
+    assert_eq!(late.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(!server.is_finished(), "the server runs through the drain");
+
+    gate.open(1);
+    assert_eq!(
+        text(streaming.into_body()).await.unwrap(),
+        tower_drain_tests::full_stream()
+    );
+    let report = within("sequence", sequence).await.unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.drain().rejected(), 1);
+    within("graceful shutdown", server).await.unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the listener is closed after the drain"
+    );
+}

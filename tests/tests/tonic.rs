@@ -250,3 +250,70 @@ async fn health_answers_serving_before_the_trip_and_not_serving_after() {
         .unwrap_err();
     assert_eq!(refused.code(), Code::Unavailable);
 }
+
+/// `Shutdown::server_stop` handed to tonic's `serve_with_incoming_shutdown`:
+/// during the drain a call gets the clean `UNAVAILABLE` (no GOAWAY yet), the
+/// stream in progress finishes, and the server returns once the drain is
+/// over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_stop_ends_tonic_serve_with_shutdown_after_the_drain() {
+    use tower_drain::shutdown::Shutdown;
+
+    let drain = Drain::new();
+    let (pull, pulled) = oneshot::channel::<()>();
+    let shutdown = Shutdown::with_trigger(&drain, async move {
+        let _ = pulled.await;
+    });
+    let gate = Gate::new();
+    let (listener, addr) = listen().await;
+    let server = tokio::spawn(
+        Server::builder()
+            .layer(drain.layer().grpc_message(DRAINING))
+            .layer(SseDrainLayer::new(drain.signal()).grace(std::time::Duration::from_secs(60)))
+            .add_service(ChatServer::new(ChatService { gate: gate.clone() }))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                shutdown.server_stop(),
+            ),
+    );
+    let mut client = client(addr).await;
+    let question = Question {
+        text: "hi".into(),
+        tokens: 3,
+        eager: 1,
+    };
+    let mut tokens = within("stream", client.stream(question.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        within("first", tokens.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .index,
+        0
+    );
+
+    let sequence = tokio::spawn(shutdown.run());
+    pull.send(()).unwrap();
+    within("trip", drain.signal().tripped()).await;
+    let refused = within("ask", client.ask(question)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert_eq!(refused.message(), DRAINING);
+    assert!(!server.is_finished(), "no GOAWAY during the drain");
+
+    gate.open(2);
+    let mut rest = Vec::new();
+    while let Some(token) = within("rest", tokens.message()).await.unwrap() {
+        rest.push(token.index);
+    }
+    assert_eq!(rest, [1, 2], "the stream finished within its grace");
+    let report = within("sequence", sequence).await.unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(
+        (report.drain().completed(), report.drain().rejected()),
+        (1, 1)
+    );
+    within("server", server).await.unwrap().unwrap();
+}
