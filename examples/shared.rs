@@ -19,7 +19,7 @@ pub(crate) struct Setup {
     /// (default 0).
     lame_duck: Duration,
     /// `DRAIN_DEADLINE_SECS`: how long the drain may take (default 30).
-    deadline: Duration,
+    pub(crate) deadline: Duration,
     /// `CLEANUP_DEADLINE_SECS`: how long the cleanup hooks may take
     /// together (default 10).
     cleanup_deadline: Duration,

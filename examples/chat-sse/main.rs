@@ -7,9 +7,12 @@
 //! exits. The page at `/` shows the tokens, a notice at the `end` event, and
 //! reconnects; the browser sends `Last-Event-ID`, and the stream resumes.
 //!
-//! Environment: `ADDR` (default `127.0.0.1:3000`), `DRAIN_DEADLINE_SECS`
-//! (default 30), `PARTIAL_OUTPUT` (default `partial-output.jsonl`: one JSON
-//! line per cut stream).
+//! Environment: `ADDR` (default `127.0.0.1:3000`), `LAME_DUCK_SECS` (0),
+//! `DRAIN_DEADLINE_SECS` (30), `CLEANUP_DEADLINE_SECS` (10),
+//! `PARTIAL_OUTPUT` (default `partial-output.jsonl`: one JSON line per cut
+//! stream). `TOWER_DRAIN=off` serves the same routes without tower-drain,
+//! the way axum shuts down on its own, for comparison (see
+//! `tests/rolling_restart.rs`).
 
 use std::convert::Infallible;
 use std::fs::OpenOptions;
@@ -19,6 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use axum::extract::Query;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, Sse};
 use axum::response::Html;
@@ -59,11 +63,16 @@ async fn main() -> Result<ExitCode, shared::BoxError> {
     let partial: PathBuf = std::env::var_os("PARTIAL_OUTPUT")
         .map_or_else(|| "partial-output.jsonl".into(), Into::into);
 
+    let routes = Router::new()
+        .route("/", get(|| async { Html(include_str!("index.html")) }))
+        .route("/chat", get(chat));
+    if std::env::var("TOWER_DRAIN").as_deref() == Ok("off") {
+        return without_drain(&setup, routes).await;
+    }
+
     let drain = Drain::new();
     let shutdown = setup.shutdown(&drain)?;
-    let app = Router::new()
-        .route("/", get(|| async { Html(include_str!("index.html")) }))
-        .route("/chat", get(chat))
+    let app = routes
         .route("/readyz", get_service(drain.readiness()))
         .layer(
             SseDrainLayer::new(drain.signal())
@@ -88,14 +97,72 @@ async fn main() -> Result<ExitCode, shared::BoxError> {
     Ok(report.exit_code())
 }
 
-/// `GET /chat`: tokens of a fake model, one every 150 ms, numbered by `id`.
-/// A reconnecting client's `Last-Event-ID` resumes after the last token it got.
-async fn chat(headers: HeaderMap) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+/// What users do without tower-drain: axum's graceful shutdown at the
+/// signal, which waits for every connection, bounded by the deadline so that
+/// an open stream cannot hold the exit forever. Streams still open then are
+/// cut wherever they are, and late requests meet a closed listener.
+async fn without_drain(setup: &shared::Setup, app: Router) -> Result<ExitCode, shared::BoxError> {
+    #[cfg(unix)]
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let (signalled, signal_seen) = tokio::sync::oneshot::channel::<()>();
+    let stop = async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        info!("shutdown signal received (without tower-drain)");
+        let _ = signalled.send(());
+    };
+    let listener = TcpListener::bind(&setup.addr).await?;
+    info!(
+        "chat on http://{}/ (without tower-drain)",
+        listener.local_addr()?
+    );
+    let server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .into_future(),
+    );
+
+    let _ = signal_seen.await;
+    match tokio::time::timeout(setup.deadline, server).await {
+        Ok(served) => {
+            served??;
+            println!("stopped: every connection had closed");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(_) => {
+            println!("deadline reached: exiting with connections still open");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Answer {
+    /// How many tokens the answer has (default: endless).
+    n: Option<usize>,
+}
+
+/// `GET /chat?n=50`: tokens of a fake model, one every 150 ms, numbered by
+/// `id`. A reconnecting client's `Last-Event-ID` resumes after the last
+/// token it got.
+async fn chat(
+    headers: HeaderMap,
+    Query(Answer { n }): Query<Answer>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let resume = headers
         .get("last-event-id")
         .and_then(|id| id.to_str().ok()?.parse::<usize>().ok())
         .map_or(0, |last| last + 1);
-    Sse::new(stream::unfold(resume, |i| async move {
+    let end = n.unwrap_or(usize::MAX);
+    Sse::new(stream::unfold(resume, move |i| async move {
+        if i >= end {
+            return None;
+        }
         tokio::time::sleep(Duration::from_millis(150)).await;
         let event = Event::default()
             .id(i.to_string())

@@ -4,107 +4,21 @@
 
 #![cfg(unix)]
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use http_body_util::BodyExt;
 use tower_drain_tests::{get_req, http1, within, HANG};
 
-/// The example, running.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    /// The child's stderr (its log), line by line.
-    log: mpsc::Receiver<String>,
-}
+mod common;
+use common::Process;
 
-impl Server {
-    /// Starts the example on a free port with `env`, and waits for the line
-    /// that says it listens (its signal handlers are installed before it).
-    fn start(env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_axum-streaming"))
-            .env("ADDR", "127.0.0.1:0")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the example starts");
-        let (tx, log) = mpsc::channel();
-        let stderr = child.stderr.take().expect("piped");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut server = Self {
-            child,
-            addr: ([127, 0, 0, 1], 0).into(),
-            log,
-        };
-        let line = server.wait_for_log("listening on http://");
-        let addr = line.rsplit("http://").next().expect("an address");
-        server.addr = addr.trim().parse().expect("a socket address");
-        server
-    }
-
-    /// Waits (bounded) for a log line containing `text`, and returns it.
-    fn wait_for_log(&mut self, text: &str) -> String {
-        let until = Instant::now() + HANG;
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            match self.log.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("no log line with {text:?} within {HANG:?}"),
-            }
-        }
-    }
-
-    fn sigterm(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "SIGTERM delivered");
-    }
-
-    /// Waits (bounded) for the exit; returns its status, the time it took
-    /// and the report line from stdout.
-    fn exit(mut self) -> (ExitStatus, Duration, String) {
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait works") {
-                break status;
-            }
-            assert!(started.elapsed() < HANG, "the process did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut stdout = String::new();
-        self.child
-            .stdout
-            .take()
-            .expect("piped")
-            .read_to_string(&mut stdout)
-            .expect("stdout readable");
-        (status, started.elapsed(), stdout)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // Only if a test failed before the child exited: ours, by its pid.
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// The `axum-streaming` example on a free port, with `env`.
+fn start(env: &[(&str, &str)]) -> (Process, SocketAddr) {
+    let mut env = env.to_vec();
+    env.push(("ADDR", "127.0.0.1:0"));
+    Process::example(env!("CARGO_BIN_EXE_axum-streaming"), &env)
 }
 
 /// The number before `what` in the report line ("3 completed").
@@ -159,8 +73,7 @@ fn tokens(n: u32) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_admitted_requests_complete_and_late_ones_get_503() {
-    let mut server = Server::start(&[("DRAIN_DEADLINE_SECS", "20")]);
-    let addr = server.addr;
+    let (mut server, addr) = start(&[("DRAIN_DEADLINE_SECS", "20")]);
 
     // Load: streams of 20 tokens (about 4 s each), opened together, and
     // short requests.
@@ -208,8 +121,8 @@ async fn sigterm_under_load_admitted_requests_complete_and_late_ones_get_503() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_that_never_finishes_is_cut_at_the_deadline() {
-    let mut server = Server::start(&[("DRAIN_DEADLINE_SECS", "2")]);
-    let endless = open_stream(server.addr, 1_000_000).await;
+    let (mut server, addr) = start(&[("DRAIN_DEADLINE_SECS", "2")]);
+    let endless = open_stream(addr, 1_000_000).await;
 
     server.sigterm();
     server.wait_for_log("drain tripped");
@@ -234,8 +147,8 @@ async fn a_handler_that_never_finishes_is_cut_at_the_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_sigterm_during_the_drain_cuts_at_once() {
     // A deadline the test would notice: it is never reached.
-    let mut server = Server::start(&[("DRAIN_DEADLINE_SECS", "120")]);
-    let endless = open_stream(server.addr, 1_000_000).await;
+    let (mut server, addr) = start(&[("DRAIN_DEADLINE_SECS", "120")]);
+    let endless = open_stream(addr, 1_000_000).await;
 
     server.sigterm();
     server.wait_for_log("drain tripped");
@@ -252,8 +165,7 @@ async fn a_second_sigterm_during_the_drain_cuts_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn o3_readyz_fails_from_the_lame_duck_while_other_routes_and_livez_answer() {
-    let mut server = Server::start(&[("LAME_DUCK_SECS", "3"), ("DRAIN_DEADLINE_SECS", "20")]);
-    let addr = server.addr;
+    let (mut server, addr) = start(&[("LAME_DUCK_SECS", "3"), ("DRAIN_DEADLINE_SECS", "20")]);
     let status = |path: &'static str| async move {
         let res = http1()
             .request(get_req(addr, path))

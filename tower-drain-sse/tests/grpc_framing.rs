@@ -97,7 +97,7 @@ fn case() -> impl Strategy<Value = (Vec<Vec<u8>>, Vec<usize>, usize)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn grpc_stream_ends_after_a_complete_message((messages, ends, trip_after) in case()) {

@@ -221,7 +221,7 @@ fn run(stream_bytes: &[u8], ends: &[usize], trip_after: usize, hook: bool) -> Ve
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn s1_terminal_frame_only_at_an_event_boundary((bytes, ends, trip_after) in case(), hook in any::<bool>()) {

@@ -41,3 +41,13 @@ pub(crate) fn through(
         .expect("the service never fails")
         .into_body()
 }
+
+/// Cases per property: 512 in CI, more with `PROPTEST_CASES` for a long run
+/// (`PROPTEST_CASES=100000 cargo test --release -p tower-drain-sse --test s1_boundary`).
+#[allow(dead_code)] // Not every test binary has properties.
+pub(crate) fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(512)
+}
