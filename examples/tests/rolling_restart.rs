@@ -210,13 +210,13 @@ fn instance(mode: Mode, port: u16, dir: &Path) -> Process {
     Process::example(env!("CARGO_BIN_EXE_chat-sse"), &env).0
 }
 
-fn spawn_load(
-    proxy: std::net::SocketAddr,
-    stop: &Arc<AtomicBool>,
-) -> (
-    Vec<JoinHandle<(usize, usize)>>,
-    Vec<JoinHandle<Vec<Stream>>>,
-) {
+/// The load's workers: short requests (ok, errors), and streams.
+struct Load {
+    short: Vec<JoinHandle<(usize, usize)>>,
+    streams: Vec<JoinHandle<Vec<Stream>>>,
+}
+
+fn spawn_load(proxy: std::net::SocketAddr, stop: &Arc<AtomicBool>) -> Load {
     let deadline = Instant::now() + MAX_LOAD;
     let running = move |stop: &AtomicBool, sent: usize| {
         !stop.load(Ordering::Relaxed) && sent < MAX_REQUESTS_PER_WORKER && Instant::now() < deadline
@@ -257,7 +257,7 @@ fn spawn_load(
             })
         })
         .collect();
-    (short, streams)
+    Load { short, streams }
 }
 
 /// SIGTERM, wait for the exit, start again on the same port.
@@ -303,7 +303,7 @@ async fn scenario(nginx: &Path, mode: Mode) -> Tally {
     .await;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (short, streams) = spawn_load(proxy, &stop);
+    let Load { short, streams } = spawn_load(proxy, &stop);
     let mut tally = Tally::default();
 
     tokio::time::sleep(SETTLE).await;
