@@ -57,10 +57,19 @@ fn events_in(prefix: &[u8]) -> Vec<Event> {
     }
 }
 
-/// Whether `prefix` ends at an event boundary: an event appended to it is
-/// read as exactly that event.
+/// Whether `prefix` ends at an event boundary: no field line is waiting for
+/// its event's blank line, and an event appended to it is read as exactly
+/// that event.
+///
+/// The first condition matters where the second cannot see: a pending
+/// `id:` line that repeats the last event's ID changes nothing a parser
+/// reports, yet the position is inside an event, and the layer rightly
+/// waits for its end (found by a 20 000-case run).
 fn is_boundary(prefix: &[u8]) -> bool {
     if whole_chars(prefix) < prefix.len() {
+        return false;
+    }
+    if field_pending(prefix) {
         return false;
     }
     let before = events_in(prefix);
@@ -76,6 +85,34 @@ fn is_boundary(prefix: &[u8]) -> bool {
                 && probe.id == last_id
                 && probe.retry.is_none()
         })
+}
+
+/// Whether a field line (not a comment) has come since the last blank line,
+/// with CR, LF and CRLF all ending lines.
+fn field_pending(prefix: &[u8]) -> bool {
+    let mut pending = false;
+    let mut line_start = true;
+    let mut after_cr = false;
+    for &byte in prefix {
+        match byte {
+            b'\n' if after_cr => after_cr = false,
+            b'\r' | b'\n' => {
+                if line_start {
+                    pending = false; // a blank line: the event is dispatched
+                }
+                line_start = true;
+                after_cr = byte == b'\r';
+            }
+            _ => {
+                if line_start && byte != b':' {
+                    pending = true;
+                }
+                line_start = false;
+                after_cr = false;
+            }
+        }
+    }
+    pending || !line_start
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -272,4 +309,21 @@ fn s1_mixed_line_endings_and_split_crlf() {
         );
         assert_eq!(got[n].event, "end");
     }
+}
+
+/// Found by a long run: a frame that ends after an `id:` line repeating the
+/// last event's ID ends inside an event, though no parser could tell. The
+/// terminal frame waits for that event's end.
+#[test]
+fn s1_a_pending_id_line_is_inside_an_event() {
+    let bytes = b"id: 428\r\ndata: a\r\n\r\nid: 428\r\ndata: b\n\n";
+    let ends = [20 + 9, bytes.len()];
+    assert!(!is_boundary(&bytes[..ends[0]]));
+    assert!(is_boundary(&bytes[..20]));
+    let out = run(bytes, &ends, 1, false);
+    assert_eq!(out.len(), 3, "both frames, then the terminal one");
+    let got = parse(&out.concat());
+    let datas: Vec<&str> = got.iter().map(|e| e.data.as_str()).collect();
+    assert_eq!(&datas[..2], ["a", "b"]);
+    assert_eq!(got[2].event, "end");
 }
