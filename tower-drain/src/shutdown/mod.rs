@@ -26,7 +26,8 @@
 //!    [exit code](ShutdownReport::exit_code).
 //!
 //! A second signal during the lame duck or the drain skips straight to the
-//! cut.
+//! cut. Signals during the cleanup are caught and ignored: the cleanup
+//! deadline already bounds it.
 //!
 //! # Example
 //!
@@ -122,6 +123,10 @@ impl Shutdown {
     /// # Errors
     ///
     /// If a signal handler cannot be installed.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, as `tokio::signal` does.
     #[cfg(all(feature = "signal", not(loom)))]
     pub fn on_signals(drain: &Drain) -> std::io::Result<Self> {
         let signals = trigger::Signals::install()?;
