@@ -32,7 +32,9 @@ pin_project! {
             guard: Option<Guard>,
         },
         Rejected {
-            data: Option<Bytes>,
+            // Boxed: a refusal is rare and already allocates (its headers),
+            // and a pointer keeps every admitted body small.
+            data: Option<Box<Bytes>>,
         },
         Exempt {
             #[pin]
@@ -61,7 +63,7 @@ impl<B> ResponseBody<B> {
     pub(crate) fn rejected(data: Bytes) -> Self {
         Self {
             kind: Kind::Rejected {
-                data: (!data.is_empty()).then_some(data),
+                data: (!data.is_empty()).then(|| Box::new(data)),
             },
         }
     }
@@ -100,7 +102,7 @@ where
                 }
             }
             KindProj::Rejected { data } => {
-                return Poll::Ready(data.take().map(|data| Ok(Frame::data(data))))
+                return Poll::Ready(data.take().map(|data| Ok(Frame::data(*data))))
             }
             KindProj::Exempt { inner } => {
                 return inner.poll_frame(cx).map_err(Into::into);

@@ -3,7 +3,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::header::{HeaderValue, CONNECTION};
 use http::Response;
 use pin_project_lite::pin_project;
@@ -14,29 +13,15 @@ use crate::state::Guard;
 pin_project! {
     /// Response future of [`DrainService`](super::DrainService).
     pub struct ResponseFuture<F, R> {
+        // The inner service's future; `None` for a refused request (the
+        // service was never called) and once cut at the deadline.
         #[pin]
-        kind: Kind<F, R>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F, R> {
-        Admitted {
-            #[pin]
-            inner: F,
-            guard: Option<Guard>,
-            rejection: Rejection,
-            reject: R,
-        },
-        Rejected {
-            response: Option<Response<Bytes>>,
-        },
-        Exempt {
-            #[pin]
-            inner: F,
-        },
-        Cut,
+        inner: Option<F>,
+        // The request's count while it waits for its response; `None` for an
+        // exempt or refused request, and once answered.
+        guard: Option<Guard>,
+        rejection: Rejection,
+        reject: R,
     }
 }
 
@@ -44,27 +29,29 @@ impl<F, R: Reject> ResponseFuture<F, R> {
     pub(crate) fn admitted(inner: F, mut guard: Guard, rejection: Rejection, reject: R) -> Self {
         guard.set_grpc(rejection.is_grpc());
         Self {
-            kind: Kind::Admitted {
-                inner,
-                guard: Some(guard),
-                rejection,
-                reject,
-            },
+            inner: Some(inner),
+            guard: Some(guard),
+            rejection,
+            reject,
         }
     }
 
-    pub(crate) fn exempt(inner: F) -> Self {
+    pub(crate) fn exempt(inner: F, rejection: Rejection, reject: R) -> Self {
         Self {
-            kind: Kind::Exempt { inner },
+            inner: Some(inner),
+            guard: None,
+            rejection,
+            reject,
         }
     }
 
-    pub(crate) fn rejected(reject: &R, rejection: &Rejection) -> Self {
+    pub(crate) fn rejected(rejection: Rejection, reject: R) -> Self {
         crate::metrics::rejected(rejection.is_grpc());
         Self {
-            kind: Kind::Rejected {
-                response: Some(respond(reject, rejection)),
-            },
+            inner: None,
+            guard: None,
+            rejection,
+            reject,
         }
     }
 }
@@ -73,13 +60,13 @@ impl<F, R: Reject> ResponseFuture<F, R> {
 /// keep-alive client reconnects (to another instance) instead of reusing this
 /// connection. HTTP/2 forbids connection-specific headers; there the server's
 /// GOAWAY does that job.
-fn respond<R: Reject>(reject: &R, rejection: &Rejection) -> Response<Bytes> {
+fn respond<R: Reject, B>(reject: &R, rejection: &Rejection) -> Response<ResponseBody<B>> {
     let mut res = reject.reject(rejection);
     if rejection.is_http1() {
         res.headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
     }
-    res
+    res.map(ResponseBody::rejected)
 }
 
 impl<F, R, B, E> Future for ResponseFuture<F, R>
@@ -89,67 +76,52 @@ where
 {
     type Output = Result<Response<ResponseBody<B>>, E>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let response = match self.as_mut().project().kind.project() {
-            KindProj::Admitted {
-                inner,
-                guard,
-                rejection,
-                reject,
-            } => match inner.poll(cx) {
-                Poll::Ready(Ok(mut res)) => {
-                    let guard = guard
-                        .take()
-                        .expect("ResponseFuture polled after completion");
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+            return Poll::Ready(Ok(respond(this.reject, this.rejection)));
+        };
+        match inner.poll(cx) {
+            Poll::Ready(Ok(mut res)) => Poll::Ready(Ok(match this.guard.take() {
+                Some(guard) => {
                     // P9: answered after the trip, so tell a keep-alive client to go.
-                    if rejection.is_http1() && guard.is_tripped() {
+                    if this.rejection.is_http1() && guard.is_tripped() {
                         res.headers_mut()
                             .insert(CONNECTION, HeaderValue::from_static("close"));
                     }
-                    return Poll::Ready(Ok(res.map(|body| ResponseBody::tracked(body, guard))));
+                    res.map(|body| ResponseBody::tracked(body, guard))
                 }
-                Poll::Ready(Err(err)) => {
-                    // An error ends the request: there is no body to wait for.
-                    *guard = None;
-                    return Poll::Ready(Err(err));
-                }
-                Poll::Pending => {
-                    let guard = guard
-                        .as_mut()
-                        .expect("ResponseFuture polled after completion");
-                    if !guard.poll_deadline(cx) {
-                        return Poll::Pending;
-                    }
-                    guard.record_cut();
-                    respond(reject, &rejection.at_deadline())
-                }
-            },
-            KindProj::Rejected { response } => {
-                let response = response
-                    .take()
-                    .expect("ResponseFuture polled after completion");
-                return Poll::Ready(Ok(response.map(ResponseBody::rejected)));
+                None => res.map(ResponseBody::exempt),
+            })),
+            // An error ends the request: there is no body to wait for.
+            Poll::Ready(Err(err)) => {
+                *this.guard = None;
+                Poll::Ready(Err(err))
             }
-            KindProj::Exempt { inner } => {
-                return inner.poll(cx).map_ok(|res| res.map(ResponseBody::exempt));
+            Poll::Pending => {
+                let Some(guard) = this.guard.as_mut() else {
+                    return Poll::Pending;
+                };
+                if !guard.poll_deadline(cx) {
+                    return Poll::Pending;
+                }
+                // Cut at the deadline: the handler is dropped before the
+                // count goes back, so `drained` means it has unwound.
+                guard.record_cut();
+                this.inner.set(None);
+                *this.guard = None;
+                Poll::Ready(Ok(respond(this.reject, &this.rejection.at_deadline())))
             }
-            KindProj::Cut => panic!("ResponseFuture polled after completion"),
-        };
-        // Cut at the deadline. Dropping the variant drops the inner future
-        // before the guard (field order), so `drained` means the handler has
-        // unwound.
-        self.project().kind.set(Kind::Cut);
-        Poll::Ready(Ok(response.map(ResponseBody::rejected)))
+        }
     }
 }
 
 impl<F, R> fmt::Debug for ResponseFuture<F, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match &self.kind {
-            Kind::Admitted { .. } => "admitted",
-            Kind::Rejected { .. } => "rejected",
-            Kind::Exempt { .. } => "exempt",
-            Kind::Cut => "cut",
+        let state = match (&self.inner, &self.guard) {
+            (None, _) => "rejected",
+            (Some(_), Some(_)) => "admitted",
+            (Some(_), None) => "exempt or answered",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
@@ -160,9 +132,10 @@ impl<F, R> fmt::Debug for ResponseFuture<F, R> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use std::convert::Infallible;
-    use std::time::Duration;
 
     use bytes::Bytes;
+    use std::time::Duration;
+
     use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
     use http::{Request, Response, StatusCode, Version};
     use http_body_util::BodyExt;

@@ -68,10 +68,10 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        if self.exempt.matches(&req) {
-            return ResponseFuture::exempt(self.inner.call(req));
-        }
         let rejection = Rejection::new(&req);
+        if self.exempt.matches(&req) {
+            return ResponseFuture::exempt(self.inner.call(req), rejection, self.reject.clone());
+        }
         match self.handle.block().try_admit(current_slot()) {
             Some(guard) => ResponseFuture::admitted(
                 self.inner.call(req),
@@ -79,7 +79,7 @@ where
                 rejection,
                 self.reject.clone(),
             ),
-            None => ResponseFuture::rejected(&self.reject, &rejection),
+            None => ResponseFuture::rejected(rejection, self.reject.clone()),
         }
     }
 }
