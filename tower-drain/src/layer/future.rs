@@ -26,6 +26,7 @@ pin_project! {
 }
 
 impl<F, R: Reject> ResponseFuture<F, R> {
+    #[inline]
     pub(crate) fn admitted(inner: F, mut guard: Guard, rejection: Rejection, reject: R) -> Self {
         guard.set_grpc(rejection.is_grpc());
         Self {
@@ -76,6 +77,7 @@ where
 {
     type Output = Result<Response<ResponseBody<B>>, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let Some(inner) = this.inner.as_mut().as_pin_mut() else {

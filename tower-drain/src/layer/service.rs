@@ -67,6 +67,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let rejection = Rejection::new(&req);
         if self.exempt.matches(&req) {
