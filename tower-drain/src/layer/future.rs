@@ -134,10 +134,9 @@ impl<F, R> fmt::Debug for ResponseFuture<F, R> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use std::convert::Infallible;
-
-    use bytes::Bytes;
     use std::time::Duration;
 
+    use bytes::Bytes;
     use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
     use http::{Request, Response, StatusCode, Version};
     use http_body_util::BodyExt;
