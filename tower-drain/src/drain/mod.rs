@@ -38,4 +38,5 @@ pub use self::controller::Drain;
 pub(crate) use self::controller::PROGRESS_EVERY;
 pub use self::future::{Drained, NotReady, Tripped};
 pub use self::report::DrainReport;
+pub(crate) use self::report::Took;
 pub use self::signal::DrainSignal;

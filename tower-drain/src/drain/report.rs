@@ -89,12 +89,30 @@ impl DrainReport {
     }
 }
 
+/// A duration for the reports' one-line summaries: one decimal in the
+/// largest fitting unit (`4.4s`, `95.0µs`), and `0s` for nothing at all.
+pub(crate) struct Took(pub(crate) Duration);
+
+impl fmt::Display for Took {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_zero() {
+            f.write_str("0s")
+        } else {
+            write!(f, "{:.1?}", self.0)
+        }
+    }
+}
+
 impl fmt::Display for DrainReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "drained in {:.1?}: {} in flight at trip, {} completed, {} cut, {} rejected",
-            self.elapsed, self.in_flight_at_trip, self.completed, self.cut, self.rejected
+            "drained in {}: {} in flight at trip, {} completed, {} cut, {} rejected",
+            Took(self.elapsed),
+            self.in_flight_at_trip,
+            self.completed,
+            self.cut,
+            self.rejected
         )?;
         if self.unfinished > 0 {
             write!(f, ", {} unfinished", self.unfinished)?;

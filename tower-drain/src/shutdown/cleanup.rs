@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::drain::Took;
 use crate::BoxError;
 
 type Start = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>> + Send>;
@@ -124,16 +125,17 @@ impl HookReport {
 impl fmt::Display for HookReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.outcome {
-            HookOutcome::Finished => write!(f, "{} finished in {:.1?}", self.name, self.elapsed),
+            HookOutcome::Finished => write!(f, "{} finished in {}", self.name, Took(self.elapsed)),
             HookOutcome::Failed(error) => {
                 write!(
                     f,
-                    "{} failed after {:.1?}: {error}",
-                    self.name, self.elapsed
+                    "{} failed after {}: {error}",
+                    self.name,
+                    Took(self.elapsed)
                 )
             }
             HookOutcome::TimedOut => {
-                write!(f, "{} timed out after {:.1?}", self.name, self.elapsed)
+                write!(f, "{} timed out after {}", self.name, Took(self.elapsed))
             }
             HookOutcome::Skipped => write!(f, "{} skipped", self.name),
         }

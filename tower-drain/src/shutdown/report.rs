@@ -3,6 +3,7 @@ use std::process::{ExitCode, Termination};
 use std::time::Duration;
 
 use super::HookReport;
+use crate::drain::Took;
 use crate::DrainReport;
 
 /// What a [`Shutdown`](super::Shutdown) did, phase by phase.
@@ -72,11 +73,11 @@ impl fmt::Display for ShutdownReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "shut down in {:.1?} (lame duck {:.1?}, drain {:.1?}, cleanup {:.1?}); {}",
-            self.elapsed,
-            self.lame_duck,
-            self.drain.elapsed(),
-            self.cleanup,
+            "shut down in {} (lame duck {}, drain {}, cleanup {}); {}",
+            Took(self.elapsed),
+            Took(self.lame_duck),
+            Took(self.drain.elapsed()),
+            Took(self.cleanup),
             self.drain
         )?;
         for (i, hook) in self.hooks.iter().enumerate() {

@@ -178,7 +178,7 @@ async fn hooks_that_hang_fail_or_panic_are_reported_and_the_rest_still_run() {
     let line = report.to_string();
     assert!(line.contains("hangs timed out after 2.0s"), "{line}");
     assert!(
-        line.contains("errors failed after 0.0ns: pool already closed"),
+        line.contains("errors failed after 0s: pool already closed"),
         "{line}"
     );
 }
