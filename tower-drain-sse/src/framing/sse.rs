@@ -39,6 +39,7 @@ impl SseScanner {
         }
     }
 
+    #[inline]
     pub(crate) fn feed(&mut self, data: &[u8]) {
         self.seen.bytes += data.len() as u64;
         // At a clean boundary, a frame that ends with a blank line leaves the
@@ -54,6 +55,7 @@ impl SseScanner {
         self.scan(data);
     }
 
+    #[inline(never)]
     fn scan(&mut self, mut data: &[u8]) {
         while let Some((&first, rest)) = data.split_first() {
             if std::mem::take(&mut self.after_cr) && first == b'\n' {
@@ -75,6 +77,7 @@ impl SseScanner {
         }
     }
 
+    #[inline]
     pub(crate) fn at_boundary(&self) -> bool {
         self.line_len == 0 && !self.fields_pending
     }
@@ -150,6 +153,7 @@ impl SseScanner {
 
 /// If `data` ends with a blank line (its last line end closes an empty
 /// line), the last byte: CR or LF.
+#[inline]
 fn blank_line_end(data: &[u8]) -> Option<u8> {
     let last = *data.last()?;
     let before = match data {

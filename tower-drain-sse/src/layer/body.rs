@@ -99,6 +99,7 @@ impl<B> SseBody<B> {
 impl Watch {
     /// Moves the phase on from what can be read without waiting: the trip
     /// (one atomic load), the grace timer, the deadline.
+    #[inline]
     fn advance(&mut self, cx: &mut Context<'_>) {
         if let Phase::Serving = self.phase {
             if !self.config.signal.is_tripped() {
@@ -106,6 +107,11 @@ impl Watch {
             }
             self.tripped();
         }
+        self.advance_tripped(cx);
+    }
+
+    #[inline(never)]
+    fn advance_tripped(&mut self, cx: &mut Context<'_>) {
         if let Phase::Grace(timer) = &mut self.phase {
             // At the deadline the outer `DrainLayer` wakes this body; end now.
             if timer.as_mut().poll(cx).is_ready() || self.config.signal.is_forced() {
@@ -133,8 +139,17 @@ impl Watch {
     }
 
     /// The terminal frame, if the stream should end here and now.
+    #[inline]
     fn terminal(&self) -> Option<Frame<Bytes>> {
-        if self.finished || !matches!(self.phase, Phase::Ending) || !self.scanner.at_boundary() {
+        if self.finished || !matches!(self.phase, Phase::Ending) {
+            return None;
+        }
+        self.terminal_at_boundary()
+    }
+
+    #[inline(never)]
+    fn terminal_at_boundary(&self) -> Option<Frame<Bytes>> {
+        if !self.scanner.at_boundary() {
             return None;
         }
         let cut = CutStream::new(self.framing, self.scanner.seen());
@@ -150,6 +165,7 @@ where
     type Data = Bytes;
     type Error = B::Error;
 
+    #[inline]
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

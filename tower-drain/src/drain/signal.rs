@@ -33,6 +33,7 @@ impl DrainSignal {
     }
 
     /// Whether the drain has tripped: new requests are being refused.
+    #[inline]
     pub fn is_tripped(&self) -> bool {
         self.handle.block().is_tripped()
     }
@@ -56,6 +57,7 @@ impl DrainSignal {
     /// cut. A body wrapper inside [`DrainLayer`](crate::DrainLayer) can check
     /// it when polled, since the layer wakes its body at the deadline, and end
     /// cleanly instead of being cut.
+    #[inline]
     pub fn is_forced(&self) -> bool {
         self.handle.block().is_forced()
     }

@@ -200,10 +200,12 @@ impl Block {
         !self.lame_duck.load(Ordering::Acquire) && !self.is_tripped()
     }
 
+    #[inline]
     pub(crate) fn is_tripped(&self) -> bool {
         self.tripped.load(Ordering::Acquire)
     }
 
+    #[inline]
     pub(crate) fn is_forced(&self) -> bool {
         self.forced.load(Ordering::Acquire)
     }
