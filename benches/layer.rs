@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use tower::limit::ConcurrencyLimitLayer;
 use tower::{Layer, Service};
-use tower_drain_benches::{bare, drive, HoldLayer, SharedCounter};
+use tower_drain_benches::{bare, drive, ClonePerRequest, HoldLayer, SharedCounter};
 
 /// Makes a request-serving closure on a fresh clone of one case's service.
 type MakeServe = Box<dyn Fn() -> Box<dyn FnMut() + Send> + Sync>;
@@ -39,6 +39,7 @@ fn cases(rt: &tokio::runtime::Runtime) -> Vec<(&'static str, MakeServe)> {
     let graceful_guard = graceful.guard_weak();
     let shared = SharedCounter::default();
     let watch_held = watch.clone();
+    let tracker_per_request = tracker.clone();
     vec![
         ("bare", case(bare())),
         ("DrainLayer", case(drain.layer().layer(bare()))),
@@ -69,6 +70,16 @@ fn cases(rt: &tokio::runtime::Runtime) -> Vec<(&'static str, MakeServe)> {
         (
             "tokio-graceful guard",
             case(HoldLayer::new(move || graceful_guard.clone().upgrade()).layer(bare())),
+        ),
+        (
+            "DrainLayer, cloned per request (axum route)",
+            case(ClonePerRequest(drain.layer().layer(bare()))),
+        ),
+        (
+            "TaskTracker, cloned per request (axum route)",
+            case(ClonePerRequest(
+                HoldLayer::new(move || tracker_per_request.token()).layer(bare()),
+            )),
         ),
         (
             "shared counter (naive)",

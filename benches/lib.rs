@@ -239,3 +239,27 @@ impl Body for RepeatBody {
         Poll::Ready(Some(Ok(Frame::data(self.frame.clone()))))
     }
 }
+
+/// Clones its service for every request and calls the clone, as axum does
+/// with a route's service (`Router::layer` puts a layer inside every route),
+/// so a layer's `Clone` is paid per request.
+#[derive(Clone, Debug)]
+pub struct ClonePerRequest<S>(pub S);
+
+impl<S, Req> Service<Req> for ClonePerRequest<S>
+where
+    S: Service<Req> + Clone,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let mut svc = self.0.clone();
+        svc.call(req)
+    }
+}
