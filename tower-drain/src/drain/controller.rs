@@ -329,6 +329,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_service_that_outlives_its_drain_never_counts_in_the_next() {
+        let old = Drain::new();
+        let (calls, inner) = counting_service();
+        let mut orphan = old.layer().layer(inner);
+        old.trip();
+        drop(old); // the last handle: the block is retired to the pool
+        let refused = orphan
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await
+            .unwrap();
+        assert_eq!(
+            refused.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "its drain tripped"
+        );
+
+        // New drains take retired blocks (other tests retire some too); kept
+        // alive, each takes another, until one has taken the orphan's.
+        let mut drains = Vec::new();
+        let res = loop {
+            assert!(drains.len() < 1000, "the orphan's block was never reused");
+            drains.push(Drain::new());
+            let res = orphan
+                .ready()
+                .await
+                .unwrap()
+                .call(Request::new(()))
+                .await
+                .unwrap();
+            if res.status() == StatusCode::OK {
+                break res; // its drain is gone: it passes
+            }
+        };
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        for drain in &drains {
+            assert_eq!(drain.in_flight(), 0, "the orphan's request counts nowhere");
+            assert!(!drain.is_tripped());
+        }
+        drop(res);
+    }
+
+    #[tokio::test]
     async fn a_recycled_drain_starts_fresh() {
         for _ in 0..4 {
             let drain = Drain::new();

@@ -116,7 +116,7 @@ impl<S, R: Clone> Layer<S> for DrainLayer<R> {
     fn layer(&self, inner: S) -> Self::Service {
         DrainService::new(
             inner,
-            self.handle.clone(),
+            self.handle.service(),
             self.reject.clone(),
             self.exempt.clone(),
         )

@@ -7,7 +7,7 @@ use tower_service::Service;
 
 use super::exempt::Exempt;
 use super::{DefaultReject, Reject, Rejection, ResponseBody, ResponseFuture};
-use crate::state::{current_slot, Handle};
+use crate::state::{current_slot, Admission, ServiceRef};
 use crate::BoxError;
 
 /// The service made by [`DrainLayer`](super::DrainLayer).
@@ -18,16 +18,16 @@ use crate::BoxError;
 #[derive(Clone, Debug)]
 pub struct DrainService<S, R = DefaultReject> {
     inner: S,
-    handle: Handle,
+    drain: ServiceRef,
     reject: R,
     exempt: Exempt,
 }
 
 impl<S, R> DrainService<S, R> {
-    pub(crate) fn new(inner: S, handle: Handle, reject: R, exempt: Exempt) -> Self {
+    pub(crate) fn new(inner: S, drain: ServiceRef, reject: R, exempt: Exempt) -> Self {
         Self {
             inner,
-            handle,
+            drain,
             reject,
             exempt,
         }
@@ -73,14 +73,17 @@ where
         if self.exempt.matches(&req) {
             return ResponseFuture::exempt(self.inner.call(req), rejection, self.reject.clone());
         }
-        match self.handle.block().try_admit(current_slot()) {
-            Some(guard) => ResponseFuture::admitted(
+        match self.drain.try_admit(current_slot()) {
+            Admission::Admitted(guard) => ResponseFuture::admitted(
                 self.inner.call(req),
                 guard,
                 rejection,
                 self.reject.clone(),
             ),
-            None => ResponseFuture::rejected(rejection, self.reject.clone()),
+            Admission::Refused => ResponseFuture::rejected(rejection, self.reject.clone()),
+            Admission::Stale => {
+                ResponseFuture::exempt(self.inner.call(req), rejection, self.reject.clone())
+            }
         }
     }
 }

@@ -10,12 +10,21 @@ use loom::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use loom::sync::Arc;
 use loom::thread;
 
-use super::{Block, Event, Wait};
+use super::{Admission, Block, Event, Guard, Wait};
 
 /// Blocks are never freed in production (see `pool.rs`); leaking one per
 /// model iteration mirrors that.
 fn block(slots: usize) -> &'static Block {
     Block::leak(slots)
+}
+
+/// Admission for the block's current drain: a guard, or `None` if refused.
+fn admit(block: &'static Block, slot: usize) -> Option<Guard> {
+    match block.try_admit(slot, block.generation()) {
+        Admission::Admitted(guard) => Some(guard),
+        Admission::Refused => None,
+        Admission::Stale => panic!("the current generation is never stale"),
+    }
 }
 
 /// P2: a request admitted on any slot is still in flight while it runs, so it
@@ -30,7 +39,7 @@ fn p2_no_admission_after_drained() {
             .map(|slot| {
                 let drained = drained.clone();
                 thread::spawn(move || {
-                    if let Some(guard) = block.try_admit(slot) {
+                    if let Some(guard) = admit(block, slot) {
                         assert!(!drained.load(SeqCst), "admitted after drained");
                         drop(guard);
                     }
@@ -42,7 +51,7 @@ fn p2_no_admission_after_drained() {
         block_on(Wait::new(block, Event::Drained));
         drained.store(true, SeqCst);
         assert_eq!(block.in_flight(), 0);
-        assert!(block.try_admit(0).is_none() && block.try_admit(1).is_none());
+        assert!(admit(block, 0).is_none() && admit(block, 1).is_none());
 
         tripper.join().unwrap();
         for admitter in admitters {
@@ -58,8 +67,8 @@ fn p2_no_admission_after_drained() {
 fn p2_no_lost_wakeup_between_slots() {
     loom::model(|| {
         let block = block(2);
-        let first = block.try_admit(0).unwrap();
-        let second = block.try_admit(1).unwrap();
+        let first = admit(block, 0).unwrap();
+        let second = admit(block, 1).unwrap();
         block.trip();
         let releasers = [
             thread::spawn(move || drop(first)),
@@ -79,8 +88,8 @@ fn p2_no_lost_wakeup_between_slots() {
 fn concurrent_trips_record_in_flight_once() {
     loom::model(|| {
         let block = block(2);
-        let _a = block.try_admit(0).unwrap();
-        let _b = block.try_admit(1).unwrap();
+        let _a = admit(block, 0).unwrap();
+        let _b = admit(block, 1).unwrap();
         let trippers = [
             thread::spawn(move || block.trip()),
             thread::spawn(move || block.trip()),
@@ -104,7 +113,7 @@ fn concurrent_trips_record_in_flight_once() {
 fn deadline_wakes_a_waiting_request() {
     loom::model(|| {
         let block = block(1);
-        let mut guard = block.try_admit(0).unwrap();
+        let mut guard = admit(block, 0).unwrap();
         let forcer = thread::spawn(move || block.force());
 
         block_on(poll_fn(|cx| {
@@ -120,5 +129,62 @@ fn deadline_wakes_a_waiting_request() {
         assert!(forcer.join().unwrap());
         assert!(block.is_drained());
         assert_eq!(block.cut(), 1);
+    });
+}
+
+/// A block moves on to a new drain while a service of its old drain admits
+/// and releases a request: either the request was in flight and the block
+/// stays with its old drain, or the service finds its generation gone and
+/// passes the request uncounted. Never does the old request land in the new
+/// drain's count, nor its release take one from it.
+#[test]
+fn recycling_races_a_service_that_outlived_its_drain() {
+    loom::model(|| {
+        let tripped = block(2);
+        let old = tripped.generation();
+        tripped.trip();
+        let service = thread::spawn(move || match tripped.try_admit(0, old) {
+            Admission::Admitted(_) => panic!("its drain has tripped"),
+            Admission::Refused | Admission::Stale => {}
+        });
+        let untripped = block(1);
+        let old_untripped = untripped.generation();
+        let late = thread::spawn(move || {
+            // Admitted and released, or stale: either way nothing is left.
+            if let Admission::Admitted(guard) = untripped.try_admit(0, old_untripped) {
+                drop(guard);
+            }
+        });
+        let recycled = untripped.recycle();
+        if recycled {
+            // The new drain trips at once: a request of the old one, had it
+            // slipped into the new count, would show here.
+            untripped.trip();
+            assert_eq!(
+                untripped.in_flight_at_trip(),
+                0,
+                "an old request in the new drain"
+            );
+        }
+        let recycled_tripped = tripped.recycle();
+        service.join().unwrap();
+        late.join().unwrap();
+
+        assert!(recycled_tripped, "nothing was in flight");
+        assert!(!tripped.is_tripped() && tripped.generation() != old);
+        assert_eq!(tripped.in_flight(), 0);
+        assert_eq!(untripped.in_flight(), 0);
+        if recycled {
+            assert_ne!(untripped.generation(), old_untripped);
+            assert!(admit(untripped, 0).is_none(), "the new drain has tripped");
+        } else {
+            // The request was in flight at the switch: the old drain keeps
+            // the block, and it is whole again now.
+            assert_eq!(untripped.generation(), old_untripped);
+            assert!(untripped.recycle());
+            drop(admit(untripped, 0).unwrap());
+        }
+        // The new drain admits and counts normally.
+        assert!(admit(tripped, 1).is_some());
     });
 }

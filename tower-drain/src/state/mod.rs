@@ -19,7 +19,7 @@ mod pool;
 mod wait;
 
 pub(crate) use guard::Guard;
-pub(crate) use pool::Handle;
+pub(crate) use pool::{Handle, ServiceRef};
 pub(crate) use wait::{Event, Wait};
 
 use std::fmt;
@@ -36,10 +36,33 @@ const TRIPPED: usize = 1;
 const FORCED: usize = 2;
 /// One admitted request in a slot word.
 const ONE: usize = 4;
+/// Where the generation starts in a slot word: which drain the block serves
+/// now (see `pool.rs`). Below it, the count: 2^38 requests per slot on 64-bit
+/// targets, 2^22 on 32-bit ones.
+#[cfg(target_pointer_width = "64")]
+const GENERATION_SHIFT: u32 = 40;
+#[cfg(not(target_pointer_width = "64"))]
+const GENERATION_SHIFT: u32 = 24;
+/// The generation bits of a slot word.
+const GENERATION: usize = usize::MAX << GENERATION_SHIFT;
+/// The count bits of a slot word.
+const COUNT: usize = !GENERATION & !(TRIPPED | FORCED);
 
 #[inline]
 fn count(word: usize) -> usize {
-    word / ONE
+    (word & COUNT) / ONE
+}
+
+/// What [`Block::try_admit`] decided.
+pub(crate) enum Admission {
+    /// Counted until the guard is dropped.
+    Admitted(Guard),
+    /// The drain has tripped.
+    Refused,
+    /// The drain the caller was made for is gone (its block serves another
+    /// drain now): nothing can trip it any more, so the request passes,
+    /// uncounted.
+    Stale,
 }
 
 /// One shard of the in-flight count, alone on its cache line (128 bytes covers
@@ -88,6 +111,9 @@ pub(crate) struct Block {
     forced: AtomicBool,
     /// Set by `Drain::lame_duck`: readiness fails, requests are still served.
     lame_duck: AtomicBool,
+    /// The generation bits every slot word carries while this block serves
+    /// its current drain; services compare theirs to it on admission.
+    generation: AtomicUsize,
     /// Requests in flight at the trip: each slot's count when its bit was set.
     at_trip: AtomicUsize,
     /// Notified at the trip and at the lame duck.
@@ -117,6 +143,7 @@ impl Block {
             tripped: AtomicBool::new(false),
             forced: AtomicBool::new(false),
             lame_duck: AtomicBool::new(false),
+            generation: AtomicUsize::new(0),
             at_trip: AtomicUsize::new(0),
             on_trip: Notify::new(),
             on_release: Notify::new(),
@@ -124,16 +151,22 @@ impl Block {
         }
     }
 
-    /// Admits one request into slot `index` (any number; it is masked), or
-    /// counts a rejection there if the drain has tripped.
+    /// Admits one request into slot `index` (any number; it is masked) for
+    /// the drain of `generation`, or counts a rejection there if the drain
+    /// has tripped.
     #[inline]
-    pub(crate) fn try_admit(&'static self, index: usize) -> Option<Guard> {
+    pub(crate) fn try_admit(&'static self, index: usize, generation: usize) -> Admission {
         let slot = &self.slots[index & self.mask];
         let mut word = slot.word.load(Ordering::Relaxed);
         loop {
+            // The generation is checked in the same word as the count: a
+            // block cannot move on to another drain under an admission.
+            if word & GENERATION != generation {
+                return Admission::Stale;
+            }
             if word & TRIPPED != 0 {
                 slot.rejected.fetch_add(1, Ordering::Relaxed);
-                return None;
+                return Admission::Refused;
             }
             match slot.word.compare_exchange_weak(
                 word,
@@ -141,10 +174,15 @@ impl Block {
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Some(Guard::new(slot)),
+                Ok(_) => return Admission::Admitted(Guard::new(slot)),
                 Err(actual) => word = actual,
             }
         }
+    }
+
+    /// The generation bits of the drain this block serves now.
+    pub(crate) fn generation(&self) -> usize {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Sets `TRIPPED` in every slot. Returns `true` for the call that tripped

@@ -6,19 +6,30 @@
 //! never freed. When its last [`Handle`] is dropped it goes back to this pool,
 //! and a later `Drain::new` reuses it once every request it admitted has ended.
 //! The memory kept is bounded by the largest number of drains alive at once.
+//!
+//! Services do not count. A service is cloned per request where axum routes
+//! it, and a count would be one more shared cache line written by every core
+//! on every request. A service holds a [`ServiceRef`] instead: the block and
+//! the *generation* of the drain it was made for. Each slot word carries the
+//! generation in its high bits, so admission checks it in the same
+//! compare-and-swap that takes the count. When a block moves on to a new
+//! drain, every slot word moves to the next generation, and only if its
+//! count is zero; a service that outlived its drain then finds its
+//! generation gone and passes requests through uncounted, since nothing can
+//! trip that drain any more.
 
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
 
-use super::{slots_for_this_machine, Block};
+use super::{count, slots_for_this_machine, Admission, Block, GENERATION, GENERATION_SHIFT};
 use crate::sync::{fence, Ordering};
 
 /// Blocks whose handles are all gone; some may still carry in-flight requests.
 static RETIRED: Mutex<Vec<&'static Block>> = Mutex::new(Vec::new());
 
-/// A counted reference to a block: what `Drain`, `DrainSignal`, `DrainLayer`
-/// and `DrainService` hold. It counts like an `Arc`, but on the last drop the
-/// block is retired to the pool instead of freed.
+/// A counted reference to a block: what `Drain`, `DrainSignal` and
+/// `DrainLayer` hold. It counts like an `Arc`, but on the last drop the block
+/// is retired to the pool instead of freed.
 pub(crate) struct Handle {
     block: &'static Block,
 }
@@ -26,15 +37,11 @@ pub(crate) struct Handle {
 impl Handle {
     pub(crate) fn new() -> Self {
         let mut retired = RETIRED.lock().unwrap_or_else(PoisonError::into_inner);
-        // No handle means no service to admit through, so a retired block's
-        // count only falls; at zero nothing can reach its slots any more.
-        let reusable = retired.iter().position(|block| block.in_flight() == 0);
+        // A retired block has no handle left, but services of its drain may
+        // still admit into it: it moves on only with nothing in flight.
+        let reusable = retired.iter().position(|block| block.recycle());
         let block = match reusable {
-            Some(i) => {
-                let block = retired.swap_remove(i);
-                block.reset();
-                block
-            }
+            Some(i) => retired.swap_remove(i),
             None => Block::leak(slots_for_this_machine()),
         };
         Self { block }
@@ -44,13 +51,71 @@ impl Handle {
     pub(crate) fn block(&self) -> &'static Block {
         self.block
     }
+
+    /// A reference for a service: no count, the current generation.
+    pub(crate) fn service(&self) -> ServiceRef {
+        ServiceRef {
+            block: self.block,
+            generation: self.block.generation(),
+        }
+    }
+}
+
+/// What a `DrainService` holds: its block and the generation of its drain.
+/// `Copy`: cloning a service writes nothing shared.
+#[derive(Clone, Copy)]
+pub(crate) struct ServiceRef {
+    block: &'static Block,
+    generation: usize,
+}
+
+impl ServiceRef {
+    /// Admits a request into the current thread's slot (see
+    /// [`Block::try_admit`]).
+    #[inline]
+    pub(crate) fn try_admit(&self, index: usize) -> Admission {
+        self.block.try_admit(index, self.generation)
+    }
+}
+
+impl fmt::Debug for ServiceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.block.generation() == self.generation {
+            self.block.fmt(f)
+        } else {
+            f.write_str("Drain(gone)")
+        }
+    }
 }
 
 impl Block {
-    /// Back to the state of `Block::new`, for a block nothing refers to.
-    fn reset(&self) {
+    /// Moves a retired block on to a new drain: every slot word to the next
+    /// generation, with no flags and a zero count, and the rest of the state
+    /// back to that of `Block::new`. Fails, leaving the block to its old
+    /// drain, if any slot has a request in flight.
+    pub(crate) fn recycle(&self) -> bool {
+        let old = self.generation();
+        let next = old.wrapping_add(1 << GENERATION_SHIFT) & GENERATION;
+        let mut previous = Vec::with_capacity(self.slots.len());
         for slot in self.slots.iter() {
-            slot.word.store(0, Ordering::Relaxed);
+            let word = slot.word.load(Ordering::Acquire);
+            let moved_on = count(word) == 0
+                && word & GENERATION == old
+                && slot
+                    .word
+                    .compare_exchange(word, next, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok();
+            if !moved_on {
+                // Back to the old drain. Nothing was admitted under the new
+                // generation: the block has not been handed out.
+                for (slot, word) in self.slots.iter().zip(previous) {
+                    slot.word.store(word, Ordering::Release);
+                }
+                return false;
+            }
+            previous.push(word);
+        }
+        for slot in self.slots.iter() {
             slot.rejected.store(0, Ordering::Relaxed);
             slot.cut.store(0, Ordering::Relaxed);
         }
@@ -59,6 +124,8 @@ impl Block {
         self.lame_duck.store(false, Ordering::Relaxed);
         self.at_trip.store(0, Ordering::Relaxed);
         self.handles.store(1, Ordering::Relaxed);
+        self.generation.store(next, Ordering::Release);
+        true
     }
 }
 
