@@ -15,6 +15,11 @@ use crate::BoxError;
 /// While serving, it passes requests on and counts each until its response
 /// body ends. Once the drain has tripped, it answers with the rejection
 /// instead of calling the inner service.
+///
+/// Cloning it writes nothing shared (axum clones a route's service for
+/// every request). A service that outlives every `Drain`, `DrainSignal` and
+/// `DrainLayer` of its drain passes requests through, uncounted, once the
+/// drain's state has been reused: nothing could trip that drain any more.
 #[derive(Clone, Debug)]
 pub struct DrainService<S, R = DefaultReject> {
     inner: S,

@@ -6,7 +6,9 @@
 //! guards it: admission checks the bit and takes a count in one
 //! compare-and-swap, so no request can slip in after a trip has set the bit
 //! (P2). Release is one `fetch_sub`. That is the whole hot path: two atomic
-//! read-modify-writes on a line the current core already owns.
+//! read-modify-writes on a line the current core already owns. The word's
+//! high bits carry the generation of the drain the block serves (see
+//! `pool.rs`), checked in the same compare-and-swap.
 //!
 //! Once every slot has its bit, no slot count can grow again, so "drained"
 //! (tripped and every count zero) is a state that, once reached, holds for good.
