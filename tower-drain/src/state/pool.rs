@@ -16,7 +16,10 @@
 //! drain, every slot word moves to the next generation, and only if its
 //! count is zero; a service that outlived its drain then finds its
 //! generation gone and passes requests through uncounted, since nothing can
-//! trip that drain any more.
+//! trip that drain any more. The generation wraps after 2^24 drains of one
+//! block on 64-bit targets (2^8 on 32-bit ones): only a service outliving
+//! its drain across that many reuses of its block could count into a later
+//! drain.
 
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
