@@ -26,6 +26,12 @@ use crate::terminal::{Config, CutStream};
 /// finishes the event in progress and carries more whole events passes whole,
 /// and the terminal frame follows it.
 ///
+/// Each request's response future takes a reference to the layer's
+/// configuration (an `Arc` clone), whatever its response turns out to be.
+/// On a router with many short, non-streaming routes under load, put the
+/// layer on the streaming routes only (`get(chat).layer(...)`) rather than on
+/// the whole router.
+///
 /// # Example
 ///
 /// ```
