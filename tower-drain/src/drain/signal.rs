@@ -65,9 +65,10 @@ impl DrainSignal {
     /// A future that resolves once the drain has tripped (at once if it has).
     ///
     /// It is `'static` and owns what it needs, so it can be stored in a
-    /// stream or a task. (To stop a server, wait for `Drain::shutdown` to
-    /// return instead: stopping at the trip closes the listener while late
-    /// requests should still get a clean rejection.)
+    /// stream or a task. (To stop a server, use
+    /// [`Shutdown::server_stop`](crate::shutdown::Shutdown::server_stop), or
+    /// wait for `Drain::shutdown` to return: stopping at the trip closes the
+    /// listener while late requests should still get a clean rejection.)
     pub fn tripped(&self) -> Tripped {
         Tripped::new(self.handle.clone())
     }
