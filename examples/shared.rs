@@ -2,6 +2,7 @@
 //! sequence), and a bounded wait for the server task at the end.
 
 use std::io::IsTerminal;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -62,9 +63,25 @@ fn secs(var: &str, default: u64) -> Result<Duration, BoxError> {
     }
 }
 
+/// The end of every example: runs the shutdown sequence, prints its report
+/// on stdout (for scripts), waits a bounded time for the server, and turns
+/// the report into the exit code.
+pub(crate) async fn run_to_exit<E>(
+    shutdown: Shutdown,
+    server: JoinHandle<Result<(), E>>,
+) -> Result<ExitCode, BoxError>
+where
+    E: Into<BoxError>,
+{
+    let report = shutdown.run().await;
+    println!("{report}");
+    join_server(server).await?;
+    Ok(report.exit_code())
+}
+
 /// Waits a few seconds for the server task. Connections a cut request left
 /// behind (a client that stopped reading) must not hold the exit.
-pub(crate) async fn join_server<E>(server: JoinHandle<Result<(), E>>) -> Result<(), BoxError>
+async fn join_server<E>(server: JoinHandle<Result<(), E>>) -> Result<(), BoxError>
 where
     E: Into<BoxError>,
 {

@@ -73,10 +73,7 @@ async fn main() -> Result<ExitCode, shared::BoxError> {
             .into_future(),
     );
 
-    let report = shutdown.run().await;
-    println!("{report}");
-    shared::join_server(server).await?;
-    Ok(report.exit_code())
+    shared::run_to_exit(shutdown, server).await
 }
 
 #[derive(serde::Deserialize)]

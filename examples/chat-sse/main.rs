@@ -91,10 +91,7 @@ async fn main() -> Result<ExitCode, shared::BoxError> {
             .into_future(),
     );
 
-    let report = shutdown.run().await;
-    println!("{report}");
-    shared::join_server(server).await?;
-    Ok(report.exit_code())
+    shared::run_to_exit(shutdown, server).await
 }
 
 /// What users do without tower-drain: axum's graceful shutdown at the

@@ -103,8 +103,5 @@ async fn main() -> Result<ExitCode, shared::BoxError> {
             ),
     );
 
-    let report = shutdown.run().await;
-    println!("{report}");
-    shared::join_server(server).await?;
-    Ok(report.exit_code())
+    shared::run_to_exit(shutdown, server).await
 }

@@ -74,9 +74,9 @@ mod tests {
     use http::{Request, StatusCode, Version};
     use http_body_util::BodyExt;
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-    use tower::{Layer, Service, ServiceExt};
+    use tower::{Layer, ServiceExt};
 
-    use crate::test_support::{channel_body, counting_service, serving};
+    use crate::test_support::{counting_service, streaming};
     use crate::Drain;
 
     #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -87,15 +87,7 @@ mod tests {
         let _recorder = metrics::set_default_local_recorder(&recorder);
 
         let drain = Drain::new();
-        let (_tx, body) = channel_body();
-        let mut svc = drain.layer().layer(serving(body));
-        let res = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(Request::new(()))
-            .await
-            .unwrap();
+        let (_tx, res) = streaming(&drain).await;
         let reading = tokio::spawn(res.into_body().collect());
 
         let shutdown = tokio::spawn({

@@ -70,3 +70,32 @@ pub(crate) fn serving(
         async move { Ok::<_, Infallible>(Response::new(body)) }
     })
 }
+
+/// One request through `svc`, driven to its response.
+pub(crate) async fn request<S>(svc: &mut S) -> S::Response
+where
+    S: tower_service::Service<Request<()>>,
+    S::Error: std::fmt::Debug,
+{
+    use tower::ServiceExt;
+    svc.ready()
+        .await
+        .unwrap()
+        .call(Request::new(()))
+        .await
+        .unwrap()
+}
+
+/// A request admitted into `drain` whose response body is fed by the returned
+/// sender (see [`channel_body`]).
+pub(crate) async fn streaming(
+    drain: &crate::Drain,
+) -> (
+    mpsc::UnboundedSender<Result<Bytes, std::io::Error>>,
+    Response<crate::layer::ResponseBody<TestBody>>,
+) {
+    use tower::Layer;
+    let (tx, body) = channel_body();
+    let res = request(&mut drain.layer().layer(serving(body))).await;
+    (tx, res)
+}

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::report::End;
 use super::{DrainReport, DrainSignal, Drained};
 use crate::layer::DrainLayer;
 use crate::readiness::Readiness;
@@ -221,22 +222,13 @@ impl Drain {
             rejected: block.rejected(),
             cut,
             unfinished,
-            deadline_reached: end == End::Deadline,
-            forced_early: end == End::Forced,
+            end,
         };
         crate::metrics::in_flight(unfinished);
         crate::metrics::drain_duration(report.elapsed);
         crate::event!(info, %report, "drained");
         report
     }
-}
-
-/// How the wait of a drain ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum End {
-    Drained,
-    Deadline,
-    Forced,
 }
 
 impl Default for Drain {
@@ -251,10 +243,10 @@ mod tests {
 
     use http::{Request, StatusCode};
     use http_body_util::BodyExt;
-    use tower::{Layer, Service, ServiceExt};
+    use tower::{Layer, ServiceExt};
 
     use super::Drain;
-    use crate::test_support::{channel_body, counting_service, serving};
+    use crate::test_support::{counting_service, request, streaming};
 
     #[tokio::test]
     async fn trip_is_idempotent() {
@@ -283,28 +275,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn o2_shutdown_reports_completed_and_rejected() {
         let drain = Drain::new();
-        let (tx, body) = channel_body();
-        let mut svc = drain.layer().layer(serving(body));
-        let res = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(Request::new(()))
-            .await
-            .unwrap();
+        let (tx, res) = streaming(&drain).await;
 
         let shutdown = tokio::spawn({
             let drain = drain.clone();
             async move { drain.shutdown(Duration::from_secs(30)).await }
         });
         drain.signal().tripped().await;
-        let refused = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(Request::new(()))
-            .await
-            .unwrap();
+        let refused = request(&mut drain.layer().layer(counting_service().1)).await;
         assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
 
         tx.send(Ok("done".into())).unwrap();
@@ -328,25 +306,36 @@ mod tests {
             .contains("1 completed, 0 cut, 1 rejected"));
     }
 
+    /// P5 where axum puts the layer: a route's service is cloned for every
+    /// request, and a clone must not write a count every core shares.
+    #[tokio::test]
+    async fn p5_cloning_a_service_takes_no_shared_count() {
+        let drain = Drain::new();
+        let handles = drain.handle.block().handles();
+        let svc = drain.layer().layer(counting_service().1);
+        for _ in 0..100 {
+            let mut clone = svc.clone();
+            request(&mut clone).await;
+            assert_eq!(drain.handle.block().handles(), handles, "a clone counted");
+        }
+        assert_eq!(drain.in_flight(), 0);
+    }
+
     #[tokio::test]
     async fn a_service_that_outlives_its_drain_never_counts_in_the_next() {
         let old = Drain::new();
         let (calls, inner) = counting_service();
         let mut orphan = old.layer().layer(inner);
         old.trip();
-        drop(old); // the last handle: the block is retired to the pool
-        let refused = orphan
-            .ready()
-            .await
-            .unwrap()
-            .call(Request::new(()))
-            .await
-            .unwrap();
+        // Asked while its drain is alive: once the last handle is gone, a
+        // test running beside this one may reuse the block at any moment.
+        let refused = request(&mut orphan).await;
         assert_eq!(
             refused.status(),
             StatusCode::SERVICE_UNAVAILABLE,
             "its drain tripped"
         );
+        drop(old); // the last handle: the block is retired to the pool
 
         // New drains take retired blocks (other tests retire some too); kept
         // alive, each takes another, until one has taken the orphan's.
@@ -354,13 +343,7 @@ mod tests {
         let res = loop {
             assert!(drains.len() < 1000, "the orphan's block was never reused");
             drains.push(Drain::new());
-            let res = orphan
-                .ready()
-                .await
-                .unwrap()
-                .call(Request::new(()))
-                .await
-                .unwrap();
+            let res = request(&mut orphan).await;
             if res.status() == StatusCode::OK {
                 break res; // its drain is gone: it passes
             }

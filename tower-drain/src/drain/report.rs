@@ -13,8 +13,18 @@ pub struct DrainReport {
     pub(crate) rejected: usize,
     pub(crate) cut: usize,
     pub(crate) unfinished: usize,
-    pub(crate) deadline_reached: bool,
-    pub(crate) forced_early: bool,
+    pub(crate) end: End,
+}
+
+/// How the wait of a drain ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    /// Everything admitted ended by itself.
+    Drained,
+    /// The deadline passed; what was left was cut.
+    Deadline,
+    /// Told to stop at once (a second signal); what was left was cut.
+    Forced,
 }
 
 impl DrainReport {
@@ -53,14 +63,14 @@ impl DrainReport {
 
     /// Whether the deadline passed before the last request ended.
     pub fn deadline_reached(&self) -> bool {
-        self.deadline_reached
+        self.end == End::Deadline
     }
 
     /// Whether what was in flight was cut before the deadline, because the
     /// [`Shutdown`](crate::shutdown::Shutdown) was told to stop at once (a
     /// second signal).
     pub fn forced_early(&self) -> bool {
-        self.forced_early
+        self.end == End::Forced
     }
 
     /// Nothing was cut and nothing is left: everything admitted finished.
@@ -117,11 +127,10 @@ impl fmt::Display for DrainReport {
         if self.unfinished > 0 {
             write!(f, ", {} unfinished", self.unfinished)?;
         }
-        if self.deadline_reached {
-            f.write_str(" (deadline reached)")?;
-        }
-        if self.forced_early {
-            f.write_str(" (cut early: told to stop at once)")?;
+        match self.end {
+            End::Drained => {}
+            End::Deadline => f.write_str(" (deadline reached)")?,
+            End::Forced => f.write_str(" (cut early: told to stop at once)")?,
         }
         Ok(())
     }

@@ -1,6 +1,3 @@
-use std::fmt;
-use std::sync::Arc;
-
 use http::{HeaderMap, Method, Request, Uri, Version};
 
 /// What an [`exempt`](super::DrainLayer::exempt) predicate sees of a request:
@@ -44,32 +41,35 @@ impl<'a> RequestHead<'a> {
     }
 }
 
-type Predicate = dyn Fn(&RequestHead<'_>) -> bool + Send + Sync;
+/// Which requests a [`DrainLayer`](super::DrainLayer) passes through
+/// untouched. Implemented for [`NoExempt`] and for any
+/// `Fn(&RequestHead<'_>) -> bool + Clone`.
+///
+/// It is a type of the layer, not a boxed value: a service is cloned for
+/// every request where axum routes it, and copying a closure writes nothing
+/// shared, where cloning an `Arc` would.
+pub trait Exempt: Clone {
+    /// Whether `req` bypasses the drain.
+    fn is_exempt(&self, req: &RequestHead<'_>) -> bool;
+}
 
-/// The requests a layer passes through untouched. Cloned once per service,
-/// never per request.
-#[derive(Clone, Default)]
-pub(crate) struct Exempt(Option<Arc<Predicate>>);
-
-impl Exempt {
-    pub(crate) fn new<F>(predicate: F) -> Self
-    where
-        F: Fn(&RequestHead<'_>) -> bool + Send + Sync + 'static,
-    {
-        Self(Some(Arc::new(predicate)))
-    }
-
+impl<F> Exempt for F
+where
+    F: Fn(&RequestHead<'_>) -> bool + Clone,
+{
     #[inline]
-    pub(crate) fn matches<B>(&self, req: &Request<B>) -> bool {
-        match &self.0 {
-            Some(predicate) => predicate(&RequestHead::new(req)),
-            None => false,
-        }
+    fn is_exempt(&self, req: &RequestHead<'_>) -> bool {
+        self(req)
     }
 }
 
-impl fmt::Debug for Exempt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() { "Some(..)" } else { "None" })
+/// No request is exempt: the default.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoExempt;
+
+impl Exempt for NoExempt {
+    #[inline]
+    fn is_exempt(&self, _: &RequestHead<'_>) -> bool {
+        false
     }
 }

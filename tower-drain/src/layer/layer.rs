@@ -2,8 +2,9 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
-use super::exempt::Exempt;
-use super::{DefaultReject, DrainService, Reject, RequestHead};
+use std::fmt;
+
+use super::{DefaultReject, DrainService, Exempt, NoExempt, Reject, RequestHead};
 use crate::state::Handle;
 
 /// Admits requests into a [`Drain`](crate::Drain) and refuses them once it
@@ -24,11 +25,11 @@ use crate::state::Handle;
 ///     .route("/", get(|| async { "hello" }))
 ///     .layer(drain.layer().retry_after(Duration::from_secs(2)));
 /// ```
-#[derive(Clone, Debug)]
-pub struct DrainLayer<R = DefaultReject> {
+#[derive(Clone)]
+pub struct DrainLayer<R = DefaultReject, E = NoExempt> {
     handle: Handle,
     reject: R,
-    exempt: Exempt,
+    exempt: E,
 }
 
 impl DrainLayer {
@@ -36,10 +37,12 @@ impl DrainLayer {
         Self {
             handle,
             reject: DefaultReject::default(),
-            exempt: Exempt::default(),
+            exempt: NoExempt,
         }
     }
+}
 
+impl<E> DrainLayer<DefaultReject, E> {
     /// The `Retry-After` the default rejection sends (default 5 s, sent in
     /// whole seconds, rounded up).
     pub fn retry_after(mut self, retry_after: Duration) -> Self {
@@ -56,7 +59,7 @@ impl DrainLayer {
     }
 }
 
-impl<R> DrainLayer<R> {
+impl<R, E> DrainLayer<R, E> {
     /// Replaces the rejection response: a closure
     /// `Fn(&Rejection) -> http::Response<Bytes>` or any [`Reject`].
     ///
@@ -74,7 +77,7 @@ impl<R> DrainLayer<R> {
     ///     res
     /// });
     /// ```
-    pub fn reject_with<R2: Reject>(self, reject: R2) -> DrainLayer<R2> {
+    pub fn reject_with<R2: Reject>(self, reject: R2) -> DrainLayer<R2, E> {
         DrainLayer {
             handle: self.handle,
             reject,
@@ -101,17 +104,33 @@ impl<R> DrainLayer<R> {
     ///     .route("/readyz", get_service(drain.readiness()))
     ///     .layer(drain.layer().exempt(|req| req.uri().path() == "/readyz"));
     /// ```
-    pub fn exempt<F>(mut self, predicate: F) -> Self
+    ///
+    /// The predicate is part of the layer's type (see [`Exempt`]): services
+    /// copy it, so it should be cheap to clone, like a closure that captures
+    /// nothing or a few `&'static str`s.
+    pub fn exempt<F>(self, predicate: F) -> DrainLayer<R, F>
     where
-        F: Fn(&RequestHead<'_>) -> bool + Send + Sync + 'static,
+        F: Fn(&RequestHead<'_>) -> bool + Clone,
     {
-        self.exempt = Exempt::new(predicate);
-        self
+        DrainLayer {
+            handle: self.handle,
+            reject: self.reject,
+            exempt: predicate,
+        }
     }
 }
 
-impl<S, R: Clone> Layer<S> for DrainLayer<R> {
-    type Service = DrainService<S, R>;
+impl<R: fmt::Debug, E> fmt::Debug for DrainLayer<R, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DrainLayer")
+            .field("drain", &self.handle)
+            .field("reject", &self.reject)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, R: Clone, E: Exempt> Layer<S> for DrainLayer<R, E> {
+    type Service = DrainService<S, R, E>;
 
     fn layer(&self, inner: S) -> Self::Service {
         DrainService::new(

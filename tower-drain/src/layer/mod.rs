@@ -57,7 +57,7 @@ mod reject;
 mod service;
 
 pub use self::body::ResponseBody;
-pub use self::exempt::RequestHead;
+pub use self::exempt::{Exempt, NoExempt, RequestHead};
 pub use self::future::ResponseFuture;
 pub use self::layer::DrainLayer;
 pub use self::reject::{Cause, DefaultReject, Reject, Rejection};

@@ -5,8 +5,10 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use super::exempt::Exempt;
-use super::{DefaultReject, Reject, Rejection, ResponseBody, ResponseFuture};
+use std::fmt;
+
+use super::exempt::RequestHead;
+use super::{DefaultReject, Exempt, NoExempt, Reject, Rejection, ResponseBody, ResponseFuture};
 use crate::state::{current_slot, Admission, ServiceRef};
 use crate::BoxError;
 
@@ -20,16 +22,26 @@ use crate::BoxError;
 /// every request). A service that outlives every `Drain`, `DrainSignal` and
 /// `DrainLayer` of its drain passes requests through, uncounted, once the
 /// drain's state has been reused: nothing could trip that drain any more.
-#[derive(Clone, Debug)]
-pub struct DrainService<S, R = DefaultReject> {
+#[derive(Clone)]
+pub struct DrainService<S, R = DefaultReject, E = NoExempt> {
     inner: S,
     drain: ServiceRef,
     reject: R,
-    exempt: Exempt,
+    exempt: E,
 }
 
-impl<S, R> DrainService<S, R> {
-    pub(crate) fn new(inner: S, drain: ServiceRef, reject: R, exempt: Exempt) -> Self {
+impl<S: fmt::Debug, R: fmt::Debug, E> fmt::Debug for DrainService<S, R, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DrainService")
+            .field("inner", &self.inner)
+            .field("drain", &self.drain)
+            .field("reject", &self.reject)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, R, E> DrainService<S, R, E> {
+    pub(crate) fn new(inner: S, drain: ServiceRef, reject: R, exempt: E) -> Self {
         Self {
             inner,
             drain,
@@ -54,12 +66,13 @@ impl<S, R> DrainService<S, R> {
     }
 }
 
-impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for DrainService<S, R>
+impl<S, R, E, ReqBody, ResBody> Service<Request<ReqBody>> for DrainService<S, R, E>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: Body<Data = Bytes>,
     ResBody::Error: Into<BoxError>,
     R: Reject,
+    E: Exempt,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
@@ -75,7 +88,7 @@ where
     #[inline]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let rejection = Rejection::new(&req);
-        if self.exempt.matches(&req) {
+        if self.exempt.is_exempt(&RequestHead::new(&req)) {
             return ResponseFuture::exempt(self.inner.call(req), rejection, self.reject.clone());
         }
         match self.drain.try_admit(current_slot()) {
@@ -104,7 +117,7 @@ mod tests {
     use tower::{Layer, Service, ServiceExt};
     use tower_test::mock;
 
-    use crate::test_support::{channel_body, counting_service, full, serving, TestBody};
+    use crate::test_support::{counting_service, full, request, streaming, TestBody};
     use crate::Drain;
 
     #[tokio::test]
@@ -146,23 +159,12 @@ mod tests {
         let (calls, inner) = counting_service();
         let mut svc = drain.layer().layer(inner);
 
-        svc.ready()
-            .await
-            .unwrap()
-            .call(Request::new(()))
-            .await
-            .unwrap();
+        request(&mut svc).await;
         assert_eq!(calls.load(Ordering::SeqCst), 1);
 
         drain.trip();
         for _ in 0..3 {
-            let res = svc
-                .ready()
-                .await
-                .unwrap()
-                .call(Request::new(()))
-                .await
-                .unwrap();
+            let res = request(&mut svc).await;
             assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
         }
         assert_eq!(
@@ -175,16 +177,7 @@ mod tests {
     #[tokio::test]
     async fn p1_counted_until_the_body_ends_not_the_future() {
         let drain = Drain::new();
-        let (tx, body) = channel_body();
-        let mut svc = drain.layer().layer(serving(body));
-
-        let res = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(Request::new(()))
-            .await
-            .unwrap();
+        let (tx, res) = streaming(&drain).await;
         assert_eq!(drain.in_flight(), 1, "resolved future, body still open");
 
         drain.trip();
@@ -252,15 +245,7 @@ mod tests {
     #[tokio::test]
     async fn p3_count_returns_to_zero_when_the_body_is_dropped_mid_stream() {
         let drain = Drain::new();
-        let (tx, body) = channel_body();
-        let mut svc = drain.layer().layer(serving(body));
-        let res = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(Request::new(()))
-            .await
-            .unwrap();
+        let (tx, res) = streaming(&drain).await;
         tx.send(Ok("first".into())).unwrap();
         let mut body = Box::pin(res.into_body());
         let frame = body.frame().await.unwrap().unwrap();
@@ -273,15 +258,7 @@ mod tests {
     #[tokio::test]
     async fn p3_count_returns_to_zero_when_the_body_errors() {
         let drain = Drain::new();
-        let (tx, body) = channel_body();
-        let mut svc = drain.layer().layer(serving(body));
-        let res = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(Request::new(()))
-            .await
-            .unwrap();
+        let (tx, res) = streaming(&drain).await;
         tx.send(Err(std::io::Error::other("upstream broke")))
             .unwrap();
         let mut body = Box::pin(res.into_body());

@@ -83,7 +83,7 @@ pub use self::report::ShutdownReport;
 
 use std::borrow::Cow;
 use std::fmt;
-use std::future::{ready, Future};
+use std::future::Future;
 use std::pin::pin;
 use std::time::Duration;
 
@@ -264,15 +264,14 @@ impl Shutdown {
                 .is_ok();
         let lame_duck = started.elapsed();
 
-        let drained = if forced {
-            drain
-                .drain_within(deadline, ready(()), progress_every)
-                .await
-        } else {
-            drain
-                .drain_within(deadline, force.as_mut(), progress_every)
-                .await
+        // A force that came during the lame duck has resolved already: the
+        // drain is cut at once.
+        let force = async {
+            if !forced {
+                force.await;
+            }
         };
+        let drained = drain.drain_within(deadline, force, progress_every).await;
         stop.send_replace(true);
 
         let cleanup_started = Instant::now();

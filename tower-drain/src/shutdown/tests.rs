@@ -6,10 +6,10 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, ServiceExt};
 
 use super::{HookOutcome, Shutdown};
-use crate::test_support::{channel_body, counting_service, serving};
+use crate::test_support::{channel_body, counting_service, request, serving, streaming};
 use crate::Drain;
 
 /// A trigger to pull by hand.
@@ -58,13 +58,7 @@ async fn phases_run_in_order_lame_duck_drain_server_stop_cleanup() {
 
     let (tx, body) = channel_body();
     let mut svc = drain.layer().layer(serving(body));
-    let streaming = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap();
+    let streaming = request(&mut svc).await;
 
     let sequence = tokio::spawn(shutdown.run());
     tokio::time::sleep(Duration::from_secs(60)).await;
@@ -209,15 +203,7 @@ async fn the_cleanup_deadline_bounds_all_hooks_together() {
 async fn a_second_trigger_during_the_drain_cuts_at_once() {
     let drain = Drain::new();
     let (force, forced) = trigger();
-    let (_tx, body) = channel_body();
-    let mut svc = drain.layer().layer(serving(body));
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap();
+    let (_tx, res) = streaming(&drain).await;
 
     let sequence = tokio::spawn(
         Shutdown::with_trigger(&drain, async {})
@@ -248,15 +234,7 @@ async fn a_second_trigger_during_the_drain_cuts_at_once() {
 async fn a_second_trigger_during_the_lame_duck_skips_to_the_cut() {
     let drain = Drain::new();
     let (force, forced) = trigger();
-    let (_tx, body) = channel_body();
-    let mut svc = drain.layer().layer(serving(body));
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap();
+    let (_tx, res) = streaming(&drain).await;
     let reading = tokio::spawn(res.into_body().collect());
     let sequence = tokio::spawn(
         Shutdown::with_trigger(&drain, async {})
@@ -278,15 +256,7 @@ async fn a_second_trigger_during_the_lame_duck_skips_to_the_cut() {
 #[tokio::test(start_paused = true)]
 async fn the_drain_deadline_cuts_and_the_server_still_stops() {
     let drain = Drain::new();
-    let (_tx, body) = channel_body();
-    let mut svc = drain.layer().layer(serving(body));
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap();
+    let (_tx, res) = streaming(&drain).await;
     let shutdown = Shutdown::with_trigger(&drain, async {}).deadline(Duration::from_secs(4));
     let stop = tokio::spawn(shutdown.server_stop());
     let reading = tokio::spawn(res.into_body().collect());

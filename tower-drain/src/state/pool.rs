@@ -132,6 +132,14 @@ impl Block {
     }
 }
 
+#[cfg(all(test, not(loom)))]
+impl Block {
+    /// Live handles, for the tests.
+    pub(crate) fn handles(&self) -> usize {
+        self.handles.load(Ordering::Relaxed)
+    }
+}
+
 impl Clone for Handle {
     fn clone(&self) -> Self {
         // As in `Arc::clone`: a new reference is made from an existing one, so
