@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use tower::limit::ConcurrencyLimitLayer;
 use tower::{Layer, Service};
-use tower_drain_benches::{bare, drive, ClonePerRequest, HoldLayer, SharedCounter};
+use tower_drain_benches::{bare, drive, ClonePerRequest, HoldLayer, ShardedCounter, SharedCounter};
 
 /// Makes a request-serving closure on a fresh clone of one case's service.
 type MakeServe = Box<dyn Fn() -> Box<dyn FnMut() + Send> + Sync>;
@@ -38,6 +38,7 @@ fn cases(rt: &tokio::runtime::Runtime) -> Vec<(&'static str, MakeServe)> {
     let graceful = tokio_graceful::Shutdown::new(std::future::pending::<()>());
     let graceful_guard = graceful.guard_weak();
     let shared = SharedCounter::default();
+    let sharded = ShardedCounter::new(4);
     let watch_held = watch.clone();
     let tracker_per_request = tracker.clone();
     vec![
@@ -84,6 +85,10 @@ fn cases(rt: &tokio::runtime::Runtime) -> Vec<(&'static str, MakeServe)> {
         (
             "shared counter (naive)",
             case(HoldLayer::new(move || shared.admit()).layer(bare())),
+        ),
+        (
+            "per-core words, counting only (floor sketch)",
+            case(HoldLayer::new(move || sharded.admit()).layer(bare())),
         ),
     ]
 }

@@ -209,6 +209,92 @@ impl Drop for SharedGuard {
     }
 }
 
+/// The floor the benchmarks issue names: per-core padded state words and
+/// nothing else. Each thread admits on its own word (one `fetch_add`; the
+/// tripped bit is in the same word, so admission and trip cannot race) and
+/// releases with one `fetch_sub`. No rejection response, no deadline cut, no
+/// `Connection: close`, no waiting: it is here to show, in the same run, what
+/// the counting alone costs in this harness, against the whole `DrainLayer`.
+#[derive(Clone, Copy, Debug)]
+pub struct ShardedCounter {
+    shards: &'static [Shard],
+}
+
+/// One word on its own cache line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct Shard(AtomicUsize);
+
+/// What a [`ShardedCounter`] hands out per request: the shard it counted on.
+#[derive(Debug)]
+pub struct ShardGuard(&'static Shard);
+
+const SHARD_TRIPPED: usize = 1;
+const SHARD_ONE: usize = 2;
+
+impl ShardedCounter {
+    /// A counter with `shards` words (rounded up to a power of two), leaked
+    /// for the life of the bench.
+    pub fn new(shards: usize) -> Self {
+        let shards = shards.next_power_of_two();
+        Self {
+            shards: Vec::from_iter((0..shards).map(|_| Shard::default())).leak(),
+        }
+    }
+
+    /// Counts one request on this thread's word, or `None` once tripped.
+    #[inline]
+    pub fn admit(&self) -> Option<ShardGuard> {
+        let shard = &self.shards[thread_index() & (self.shards.len() - 1)];
+        let prev = shard.0.fetch_add(SHARD_ONE, Ordering::Acquire);
+        if prev & SHARD_TRIPPED != 0 {
+            shard.0.fetch_sub(SHARD_ONE, Ordering::Release);
+            return None;
+        }
+        Some(ShardGuard(shard))
+    }
+}
+
+impl ShardedCounter {
+    /// Sets the tripped bit in every word: no admission from then on.
+    pub fn trip(&self) {
+        for shard in self.shards {
+            shard.0.fetch_or(SHARD_TRIPPED, Ordering::AcqRel);
+        }
+    }
+
+    /// Requests counted and not yet released, over all words.
+    pub fn in_flight(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| shard.0.load(Ordering::Acquire) / SHARD_ONE)
+            .sum()
+    }
+}
+
+impl Drop for ShardGuard {
+    #[inline]
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(SHARD_ONE, Ordering::Release);
+    }
+}
+
+/// This thread's number, in the order threads first ask.
+#[inline]
+fn thread_index() -> usize {
+    use std::cell::Cell;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    std::thread_local! {
+        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    INDEX.with(|index| {
+        if index.get() == usize::MAX {
+            index.set(NEXT.fetch_add(1, Ordering::Relaxed));
+        }
+        index.get()
+    })
+}
+
 /// A body that yields the same frame `n` times: the raw stream the SSE bench
 /// compares against.
 #[derive(Clone, Debug)]
@@ -261,5 +347,23 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         let mut svc = self.0.clone();
         svc.call(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ShardedCounter;
+
+    #[test]
+    fn the_floor_sketch_counts_until_release_and_refuses_after_the_trip() {
+        let counter = ShardedCounter::new(3);
+        let first = counter.admit().expect("admitted while serving");
+        let second = counter.admit().expect("admitted while serving");
+        assert_eq!(counter.in_flight(), 2);
+        counter.trip();
+        assert!(counter.admit().is_none(), "refused once tripped");
+        assert_eq!(counter.in_flight(), 2, "a refusal leaves no count behind");
+        drop((first, second));
+        assert_eq!(counter.in_flight(), 0);
     }
 }

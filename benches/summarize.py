@@ -11,6 +11,7 @@ import sys
 root = pathlib.Path(__file__).resolve().parent.parent / "target" / "criterion"
 groups = sys.argv[1:] or ["single", "contended"]
 OURS = "DrainLayer"  # every case whose name starts with it is ours
+REFERENCE = "sketch"  # a reference point, not a peer users pick
 
 for group in groups:
     gdir = root / group
@@ -22,7 +23,7 @@ for group in groups:
         median = json.loads(est.read_text())["median"]["point_estimate"]
         rows[bench["value_str"] or bench["function_id"]] = median
     bare = rows.get("bare")
-    peers = [v - bare for k, v in rows.items() if bare is not None and not k.startswith(OURS) and k != "bare"]
+    peers = [v - bare for k, v in rows.items() if bare is not None and not k.startswith(OURS) and REFERENCE not in k and k != "bare"]
     best = min(peers) if peers else None
     print(f"\n{group}: median ns per request" + (" per thread" if group == "contended" else ""))
     print(f"| {'case':<30} | {'median':>8} | {'overhead':>8} | {'vs best peer':>12} |")
