@@ -36,46 +36,62 @@ fn sse(c: &mut Criterion) {
     for (label, frame, n) in [("small", small, 100_000), ("64KiB", big, 1_000)] {
         let mut group = c.benchmark_group(format!("sse-{label}"));
         group.throughput(Throughput::Elements(n as u64));
-        group.bench_function(BenchmarkId::from_parameter("raw body"), |b| {
-            b.iter_batched(
-                || RepeatBody::new(frame.clone(), n),
-                drain_body,
-                BatchSize::SmallInput,
-            )
-        });
         let plain = SseDrainLayer::new(drain.signal());
         let counting = SseDrainLayer::new(drain.signal()).on_cut(|cut| {
             std::hint::black_box(cut.events());
         });
+        // The raw body as a struct the compiler sees through, and as the
+        // boxed `axum::body::Body` an axum handler's response carries (what
+        // `SseDrainLayer` wraps on an axum router).
+        let raw = || RepeatBody::new(frame.clone(), n);
+        let axum_body = || axum::body::Body::new(RepeatBody::new(frame.clone(), n));
+        group.bench_function(BenchmarkId::from_parameter("raw body"), |b| {
+            b.iter_batched(raw, drain_body, BatchSize::SmallInput)
+        });
+        group.bench_function(BenchmarkId::from_parameter("axum Body"), |b| {
+            b.iter_batched(axum_body, drain_body, BatchSize::SmallInput)
+        });
         for (name, layer) in [
-            ("SseDrainLayer", plain),
-            ("SseDrainLayer + on_cut", counting),
+            ("SseDrainLayer", &plain),
+            ("SseDrainLayer + on_cut", &counting),
         ] {
             group.bench_function(BenchmarkId::from_parameter(name), |b| {
+                b.iter_batched(|| wrapped(layer, raw()), drain_body, BatchSize::SmallInput)
+            });
+        }
+        group.bench_function(
+            BenchmarkId::from_parameter("SseDrainLayer over axum Body"),
+            |b| {
                 b.iter_batched(
-                    || {
-                        let body = RepeatBody::new(frame.clone(), n);
-                        let svc = layer.layer(tower::service_fn(move |_req: Request<()>| {
-                            let mut res = Response::new(body.clone());
-                            res.headers_mut().insert(
-                                header::CONTENT_TYPE,
-                                header::HeaderValue::from_static("text/event-stream"),
-                            );
-                            std::future::ready(Ok::<_, std::convert::Infallible>(res))
-                        }));
-                        svc.oneshot(Request::new(()))
-                            .now_or_never()
-                            .unwrap()
-                            .unwrap()
-                            .into_body()
-                    },
+                    || wrapped(&plain, axum_body()),
                     drain_body,
                     BatchSize::SmallInput,
                 )
-            });
-        }
+            },
+        );
         group.finish();
     }
+}
+
+/// `body` as an SSE response through `layer`: the body the server polls.
+fn wrapped<B>(layer: &SseDrainLayer, body: B) -> impl Body<Data = Bytes, Error = B::Error>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+{
+    let mut body = Some(body);
+    let svc = layer.layer(tower::service_fn(move |_req: Request<()>| {
+        let mut res = Response::new(body.take().expect("one request"));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/event-stream"),
+        );
+        std::future::ready(Ok::<_, std::convert::Infallible>(res))
+    }));
+    svc.oneshot(Request::new(()))
+        .now_or_never()
+        .expect("ready")
+        .expect("infallible")
+        .into_body()
 }
 
 criterion_group! {
