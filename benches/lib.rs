@@ -253,9 +253,7 @@ impl ShardedCounter {
         }
         Some(ShardGuard(shard))
     }
-}
 
-impl ShardedCounter {
     /// Sets the tripped bit in every word: no admission from then on.
     pub fn trip(&self) {
         for shard in self.shards {
