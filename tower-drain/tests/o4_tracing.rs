@@ -8,15 +8,11 @@
 
 #![cfg(feature = "tracing")]
 
-use std::convert::Infallible;
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, Response};
-use http_body::Frame;
-use http_body_util::StreamBody;
-use tower::{Layer, ServiceExt};
 use tower_drain::shutdown::Shutdown;
 use tower_drain::Drain;
 
@@ -47,16 +43,8 @@ async fn o4_tracing_events_at_each_phase() {
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
     let drain = Drain::new();
-    let svc = drain
-        .layer()
-        .layer(tower::service_fn(|_req: Request<()>| async {
-            // A body that never ends.
-            let body = StreamBody::new(futures_util::stream::pending::<
-                Result<Frame<Bytes>, Infallible>,
-            >());
-            Ok::<_, Infallible>(Response::new(body))
-        }));
-    let res = svc.oneshot(Request::new(())).await.unwrap();
+    // A request whose body never ends.
+    let res = common::admit_endless(&drain).await;
     let report = Shutdown::with_trigger(&drain, async {})
         .lame_duck(Duration::from_secs(1))
         .deadline(Duration::from_secs(12))

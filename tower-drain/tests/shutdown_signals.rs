@@ -4,15 +4,13 @@
 
 #![cfg(all(unix, feature = "signal"))]
 
+mod common;
+
 use std::convert::Infallible;
 use std::process::Command;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, Response};
-use http_body::Frame;
-use http_body_util::{BodyExt, StreamBody};
-use tower::{Layer, ServiceExt};
+use http_body_util::BodyExt;
 use tower_drain::shutdown::{HookOutcome, Shutdown};
 use tower_drain::Drain;
 
@@ -45,15 +43,7 @@ async fn sigterm_starts_the_sequence_a_second_cuts_and_hooks_are_reported() {
         });
 
     // A request whose body never ends.
-    let svc = drain
-        .layer()
-        .layer(tower::service_fn(|_req: Request<()>| async {
-            let body = StreamBody::new(futures_util::stream::pending::<
-                Result<Frame<Bytes>, Infallible>,
-            >());
-            Ok::<_, Infallible>(Response::new(body))
-        }));
-    let res = svc.oneshot(Request::new(())).await.unwrap();
+    let res = common::admit_endless(&drain).await;
     let reading = tokio::spawn(res.into_body().collect());
 
     let run = tokio::spawn(shutdown.run());
