@@ -324,6 +324,92 @@ impl Body for RepeatBody {
     }
 }
 
+pin_project! {
+    /// A body wrapper that does nothing but delegate: what wrapping a body
+    /// costs by itself (one more call and one more copy of each frame's
+    /// `Poll`), before a wrapper does any work of its own. A reference for
+    /// the SSE bench, not a peer.
+    pub struct PassThrough<B> {
+        #[pin]
+        inner: B,
+    }
+}
+
+impl<B> PassThrough<B> {
+    /// Wraps `inner`.
+    pub fn new(inner: B) -> Self {
+        Self { inner }
+    }
+}
+
+impl<B: Body> Body for PassThrough<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project! {
+    /// The least a shutdown-aware SSE wrapper does per frame, as a sketch:
+    /// read the trip (one relaxed load) and note whether the frame ends
+    /// at an event boundary (its last two bytes). No grace, no terminal
+    /// frame, no CR handling: the SSE bench's floor, not a peer.
+    pub struct SseFloor<B> {
+        #[pin]
+        inner: B,
+        tripped: Arc<AtomicBool>,
+        at_boundary: bool,
+    }
+}
+
+impl<B> SseFloor<B> {
+    /// Wraps `inner`, watching `tripped`.
+    pub fn new(inner: B, tripped: Arc<AtomicBool>) -> Self {
+        Self {
+            inner,
+            tripped,
+            at_boundary: true,
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for SseFloor<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        if this.tripped.load(Ordering::Relaxed) && *this.at_boundary {
+            return Poll::Ready(None);
+        }
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                *this.at_boundary = data.ends_with(b"\n\n");
+            }
+        }
+        polled
+    }
+}
+
 /// Clones its service for every request and calls the clone, as axum does
 /// with a route's service (`Router::layer` puts a layer inside every route),
 /// so a layer's `Clone` is paid per request.
@@ -350,7 +436,61 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::ShardedCounter;
+    use std::pin::pin;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Waker};
+
+    use bytes::Bytes;
+    use http_body::Body;
+
+    use super::{PassThrough, RepeatBody, ShardedCounter, SseFloor};
+
+    /// The data frames `body` yields until it ends.
+    fn frames(body: impl Body<Data = Bytes>) -> Vec<Bytes> {
+        let mut body = pin!(body);
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut out = Vec::new();
+        while let Poll::Ready(Some(Ok(frame))) = body.as_mut().poll_frame(&mut cx) {
+            out.extend(frame.into_data().ok());
+        }
+        out
+    }
+
+    #[test]
+    fn the_sse_references_pass_frames_and_the_floor_ends_at_a_boundary_once_tripped() {
+        let event = Bytes::from_static(b"data: x\n\n");
+        assert_eq!(
+            frames(PassThrough::new(RepeatBody::new(event.clone(), 3))).len(),
+            3
+        );
+
+        let tripped = Arc::new(AtomicBool::new(false));
+        assert_eq!(
+            frames(SseFloor::new(
+                RepeatBody::new(event.clone(), 3),
+                tripped.clone()
+            ))
+            .len(),
+            3
+        );
+        tripped.store(true, Ordering::Relaxed);
+        assert!(frames(SseFloor::new(RepeatBody::new(event, 3), tripped)).is_empty());
+        // Tripped mid-event, the floor does not end there.
+        let open = Arc::new(AtomicBool::new(false));
+        let half = Bytes::from_static(b"data: x\n");
+        let mut floor = pin!(SseFloor::new(RepeatBody::new(half, 3), open.clone()));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(matches!(
+            floor.as_mut().poll_frame(&mut cx),
+            Poll::Ready(Some(Ok(_)))
+        ));
+        open.store(true, Ordering::Relaxed);
+        assert!(matches!(
+            floor.as_mut().poll_frame(&mut cx),
+            Poll::Ready(Some(Ok(_)))
+        ));
+    }
 
     #[test]
     fn the_floor_sketch_counts_until_release_and_refuses_after_the_trip() {

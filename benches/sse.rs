@@ -1,6 +1,8 @@
 //! `SseDrainLayer`'s body wrapper against the raw body it wraps: frames per
 //! second for small SSE frames and for 64 KiB frames.
 
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,7 +12,7 @@ use http::{header, Request, Response};
 use http_body::Body;
 use tower::{Layer, ServiceExt};
 use tower_drain::Drain;
-use tower_drain_benches::RepeatBody;
+use tower_drain_benches::{PassThrough, RepeatBody, SseFloor};
 use tower_drain_sse::SseDrainLayer;
 
 /// Polls `body` to its end, as a server would.
@@ -27,6 +29,7 @@ where
 
 fn sse(c: &mut Criterion) {
     let drain = Drain::new();
+    let tripped = Arc::new(AtomicBool::new(false));
     let small = Bytes::from_static(b"id: 1234\ndata: {\"token\":\"hello\"}\n\n");
     let mut big = b"data: ".to_vec();
     big.resize(64 * 1024 - 2, b'x');
@@ -51,6 +54,48 @@ fn sse(c: &mut Criterion) {
         group.bench_function(BenchmarkId::from_parameter("axum Body"), |b| {
             b.iter_batched(axum_body, drain_body, BatchSize::SmallInput)
         });
+        // References, not peers: what any wrapper costs, and the least a
+        // shutdown-aware one does per frame.
+        group.bench_function(
+            BenchmarkId::from_parameter("pass-through over raw body"),
+            |b| {
+                b.iter_batched(
+                    || PassThrough::new(raw()),
+                    drain_body,
+                    BatchSize::SmallInput,
+                )
+            },
+        );
+        group.bench_function(
+            BenchmarkId::from_parameter("pass-through over axum Body"),
+            |b| {
+                b.iter_batched(
+                    || PassThrough::new(axum_body()),
+                    drain_body,
+                    BatchSize::SmallInput,
+                )
+            },
+        );
+        group.bench_function(
+            BenchmarkId::from_parameter("floor sketch over raw body"),
+            |b| {
+                b.iter_batched(
+                    || SseFloor::new(raw(), tripped.clone()),
+                    drain_body,
+                    BatchSize::SmallInput,
+                )
+            },
+        );
+        group.bench_function(
+            BenchmarkId::from_parameter("floor sketch over axum Body"),
+            |b| {
+                b.iter_batched(
+                    || SseFloor::new(axum_body(), tripped.clone()),
+                    drain_body,
+                    BatchSize::SmallInput,
+                )
+            },
+        );
         for (name, layer) in [
             ("SseDrainLayer", &plain),
             ("SseDrainLayer + on_cut", &counting),
