@@ -138,23 +138,40 @@ impl Watch {
         };
     }
 
+    /// Notes a frame handed on to the client.
+    #[inline]
+    fn saw(&mut self, frame: &Frame<Bytes>) {
+        match frame.data_ref() {
+            Some(data) => self.scanner.feed(data),
+            None => self.finished |= frame.is_trailers(),
+        }
+    }
+
+    /// The stream should end here and now, with the terminal frame.
+    #[inline]
+    fn terminal_due(&self) -> bool {
+        !self.finished && matches!(self.phase, Phase::Ending) && self.scanner.at_boundary()
+    }
+
     /// The terminal frame, if the stream should end here and now.
     #[inline]
     fn terminal(&self) -> Option<Frame<Bytes>> {
-        if self.finished || !matches!(self.phase, Phase::Ending) {
-            return None;
-        }
-        self.terminal_at_boundary()
+        self.terminal_due().then(|| self.terminal_frame())
     }
 
     #[inline(never)]
-    fn terminal_at_boundary(&self) -> Option<Frame<Bytes>> {
-        if !self.scanner.at_boundary() {
-            return None;
-        }
+    fn terminal_frame(&self) -> Frame<Bytes> {
         let cut = CutStream::new(self.framing, self.scanner.seen());
         self.config.cut(&cut);
-        Some(self.config.terminal(&cut))
+        self.config.terminal(&cut)
+    }
+}
+
+impl<B> SseBody<B> {
+    /// Ends the stream: dropping the inner body drops the application's
+    /// stream with it.
+    fn end(self: Pin<&mut Self>) {
+        self.project().kind.set(Kind::Done);
     }
 }
 
@@ -170,42 +187,38 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let last = match self.as_mut().project().kind.project() {
+        let (inner, tripped, watch) = match self.as_mut().project().kind.project() {
             KindProj::Passthrough { inner } => return inner.poll_frame(cx),
             KindProj::Done => return Poll::Ready(None),
             KindProj::Watched {
                 inner,
                 tripped,
                 watch,
-            } => {
-                watch.advance(cx);
-                match watch.terminal() {
-                    Some(frame) => Some(Ok(frame)),
-                    None => match inner.poll_frame(cx) {
-                        Poll::Ready(Some(Ok(frame))) => {
-                            match frame.data_ref() {
-                                Some(data) => watch.scanner.feed(data),
-                                None => watch.finished |= frame.is_trailers(),
-                            }
-                            return Poll::Ready(Some(Ok(frame)));
-                        }
-                        Poll::Ready(Some(Err(err))) => Some(Err(err)),
-                        Poll::Ready(None) => None,
-                        Poll::Pending => {
-                            watch.before_waiting(tripped, cx);
-                            match watch.terminal() {
-                                Some(frame) => Some(Ok(frame)),
-                                None => return Poll::Pending,
-                            }
-                        }
-                    },
+            } => (inner, tripped, watch),
+        };
+        watch.advance(cx);
+        if let Some(frame) = watch.terminal() {
+            self.end();
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        // A frame is handed on as the inner body's own `Poll`, not rebuilt
+        // from its parts.
+        let polled = inner.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => watch.saw(frame),
+            // Ended by itself or by its error.
+            Poll::Ready(_) => self.end(),
+            // The trip may have come while the application had nothing to
+            // send.
+            Poll::Pending => {
+                watch.before_waiting(tripped, cx);
+                if let Some(frame) = watch.terminal() {
+                    self.end();
+                    return Poll::Ready(Some(Ok(frame)));
                 }
             }
-        };
-        // Ended: by the terminal frame, an error, or by itself. Dropping the
-        // inner body drops the application's stream with it.
-        self.project().kind.set(Kind::Done);
-        Poll::Ready(last)
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
