@@ -1,13 +1,17 @@
 //! S4: frames pass through the wrapper without an allocation per frame. A
 //! counting global allocator (per thread) shows the count does not grow with
-//! the number of frames, `id:` lines included.
+//! the number of frames, `id:` lines included. A response that is not a
+//! stream costs no allocation at all.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
+use http::{Request, Response};
 use http_body_util::BodyExt;
+use http_body_util::Full;
+use tower::{Layer, Service, ServiceExt};
 use tower_drain::Drain;
 use tower_drain_sse::SseDrainLayer;
 
@@ -66,4 +70,41 @@ fn s4_no_allocation_per_passed_frame() {
     // The last-event-id buffers grow once; nothing is allocated per frame.
     assert!(few <= 3, "{few} allocations for 10 frames");
     assert_eq!(many, few, "allocations grew with the frame count");
+}
+
+#[test]
+fn a_response_that_is_not_a_stream_allocates_nothing() {
+    let drain = Drain::new();
+    let mut svc =
+        SseDrainLayer::new(drain.signal()).layer(tower::service_fn(|_req: Request<()>| {
+            std::future::ready(Ok::<_, std::convert::Infallible>(Response::new(Full::new(
+                Bytes::from_static(b"{}"),
+            ))))
+        }));
+    let mut serve = || {
+        let res = svc
+            .ready()
+            .now_or_never()
+            .unwrap()
+            .unwrap()
+            .call(Request::new(()))
+            .now_or_never()
+            .unwrap()
+            .unwrap();
+        let mut body = std::pin::pin!(res.into_body());
+        let frame = body.frame().now_or_never().unwrap().unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), "{}");
+        assert!(body.frame().now_or_never().unwrap().is_none());
+    };
+    serve();
+
+    let before = allocations();
+    for _ in 0..100 {
+        serve();
+    }
+    assert_eq!(
+        allocations() - before,
+        0,
+        "allocations for 100 JSON responses"
+    );
 }

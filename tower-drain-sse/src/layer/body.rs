@@ -29,7 +29,8 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             // Dropped unfinished after the deadline: the outer `DrainLayer` cut
             // it mid-event. The hook hears of that cut too.
-            if let KindProj::Watched { watch, .. } = this.project().kind.project() {
+            if let KindProj::Watched { watching, .. } = this.project().kind.project() {
+                let watch = &watching.watch;
                 if watch.config.signal.is_forced() {
                     watch.config.cut(&CutStream::new(watch.framing, watch.scanner.seen()));
                 }
@@ -45,11 +46,22 @@ pin_project! {
         Watched {
             #[pin]
             inner: B,
-            #[pin]
-            tripped: Tripped,
-            watch: Watch,
+            // Boxed: a stream's state is large and most responses are not
+            // streams, so every response's body stays small (one allocation
+            // per stream, none per frame).
+            watching: Pin<Box<Watching>>,
         },
         Done,
+    }
+}
+
+pin_project! {
+    /// A watched stream: its wait for the trip, and its state.
+    #[project = WatchingProj]
+    struct Watching {
+        #[pin]
+        tripped: Tripped,
+        watch: Watch,
     }
 }
 
@@ -83,14 +95,16 @@ impl<B> SseBody<B> {
         Self {
             kind: Kind::Watched {
                 inner,
-                tripped: config.signal.tripped(),
-                watch: Watch {
-                    framing,
-                    scanner: Scanner::new(framing, config.counts()),
-                    phase: Phase::Serving,
-                    finished: false,
-                    config,
-                },
+                watching: Box::pin(Watching {
+                    tripped: config.signal.tripped(),
+                    watch: Watch {
+                        framing,
+                        scanner: Scanner::new(framing, config.counts()),
+                        phase: Phase::Serving,
+                        finished: false,
+                        config,
+                    },
+                }),
             },
         }
     }
@@ -187,15 +201,12 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let (inner, tripped, watch) = match self.as_mut().project().kind.project() {
+        let (inner, watching) = match self.as_mut().project().kind.project() {
             KindProj::Passthrough { inner } => return inner.poll_frame(cx),
             KindProj::Done => return Poll::Ready(None),
-            KindProj::Watched {
-                inner,
-                tripped,
-                watch,
-            } => (inner, tripped, watch),
+            KindProj::Watched { inner, watching } => (inner, watching),
         };
+        let WatchingProj { tripped, watch } = watching.as_mut().project();
         watch.advance(cx);
         if let Some(frame) = watch.terminal() {
             self.end();
@@ -248,9 +259,9 @@ impl<B> fmt::Debug for SseBody<B> {
         let mut d = f.debug_struct("SseBody");
         match &self.kind {
             Kind::Passthrough { .. } => d.field("state", &"passthrough"),
-            Kind::Watched { watch, .. } => d
+            Kind::Watched { watching, .. } => d
                 .field("state", &"watched")
-                .field("framing", &watch.framing),
+                .field("framing", &watching.watch.framing),
             Kind::Done => d.field("state", &"done"),
         };
         d.finish_non_exhaustive()
