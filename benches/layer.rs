@@ -42,6 +42,7 @@ fn cases(rt: &tokio::runtime::Runtime) -> Vec<(&'static str, MakeServe)> {
     let shared = SharedCounter::default();
     let sharded = ShardedCounter::new(4);
     let watch_held = watch.clone();
+    let sse = tower_drain_sse::SseDrainLayer::new(drain.signal());
     let tracker_per_request = tracker.clone();
     vec![
         ("bare", case(bare())),
@@ -77,6 +78,16 @@ fn cases(rt: &tokio::runtime::Runtime) -> Vec<(&'static str, MakeServe)> {
         (
             "DrainLayer, cloned per request (axum route)",
             case(ClonePerRequest(drain.layer().layer(bare()))),
+        ),
+        // `SseDrainLayer` under `DrainLayer`, as on an axum router, answering
+        // a response that is not a stream: what it costs the other routes.
+        (
+            "DrainLayer + SseDrainLayer, non-streaming response",
+            case(drain.layer().layer(sse.clone().layer(bare()))),
+        ),
+        (
+            "DrainLayer + SseDrainLayer, non-streaming, cloned per request (axum route)",
+            case(ClonePerRequest(drain.layer().layer(sse.layer(bare())))),
         ),
         (
             "TaskTracker, cloned per request (axum route)",
