@@ -21,37 +21,28 @@ pin_project! {
     /// ends at the next event boundary: the terminal frame, then the end of
     /// the stream. Other responses' bodies pass through untouched.
     pub struct SseBody<B> {
+        // `None` once the stream has ended: dropping it drops the
+        // application's stream with it.
         #[pin]
-        kind: Kind<B>,
+        inner: Option<B>,
+        // `None` for a response that is not a stream. Boxed: a stream's state
+        // is large and most responses are not streams, so every response's
+        // body stays small (one allocation per stream, none per frame).
+        watching: Option<Pin<Box<Watching>>>,
     }
 
     impl<B> PinnedDrop for SseBody<B> {
         fn drop(this: Pin<&mut Self>) {
             // Dropped unfinished after the deadline: the outer `DrainLayer` cut
             // it mid-event. The hook hears of that cut too.
-            if let KindProj::Watched { watching, .. } = this.project().kind.project() {
+            let this = this.project();
+            if let (Some(_), Some(watching)) = (this.inner.as_pin_mut(), this.watching) {
                 let watch = &watching.watch;
                 if watch.config.signal.is_forced() {
                     watch.config.cut(&CutStream::new(watch.framing, watch.scanner.seen()));
                 }
             }
         }
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<B> {
-        Passthrough { #[pin] inner: B },
-        Watched {
-            #[pin]
-            inner: B,
-            // Boxed: a stream's state is large and most responses are not
-            // streams, so every response's body stays small (one allocation
-            // per stream, none per frame).
-            watching: Pin<Box<Watching>>,
-        },
-        Done,
     }
 }
 
@@ -87,25 +78,24 @@ enum Phase {
 impl<B> SseBody<B> {
     pub(crate) fn passthrough(inner: B) -> Self {
         Self {
-            kind: Kind::Passthrough { inner },
+            inner: Some(inner),
+            watching: None,
         }
     }
 
     pub(crate) fn watched(inner: B, framing: Framing, config: Arc<Config>) -> Self {
         Self {
-            kind: Kind::Watched {
-                inner,
-                watching: Box::pin(Watching {
-                    tripped: config.signal.tripped(),
-                    watch: Watch {
-                        framing,
-                        scanner: Scanner::new(framing, config.counts()),
-                        phase: Phase::Serving,
-                        finished: false,
-                        config,
-                    },
-                }),
-            },
+            inner: Some(inner),
+            watching: Some(Box::pin(Watching {
+                tripped: config.signal.tripped(),
+                watch: Watch {
+                    framing,
+                    scanner: Scanner::new(framing, config.counts()),
+                    phase: Phase::Serving,
+                    finished: false,
+                    config,
+                },
+            })),
         }
     }
 }
@@ -181,14 +171,6 @@ impl Watch {
     }
 }
 
-impl<B> SseBody<B> {
-    /// Ends the stream: dropping the inner body drops the application's
-    /// stream with it.
-    fn end(self: Pin<&mut Self>) {
-        self.project().kind.set(Kind::Done);
-    }
-}
-
 impl<B> Body for SseBody<B>
 where
     B: Body<Data = Bytes>,
@@ -198,33 +180,37 @@ where
 
     #[inline]
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let (inner, watching) = match self.as_mut().project().kind.project() {
-            KindProj::Passthrough { inner } => return inner.poll_frame(cx),
-            KindProj::Done => return Poll::Ready(None),
-            KindProj::Watched { inner, watching } => (inner, watching),
+        let mut this = self.project();
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+            return Poll::Ready(None);
         };
-        let WatchingProj { tripped, watch } = watching.as_mut().project();
-        watch.advance(cx);
-        if let Some(frame) = watch.terminal() {
-            self.end();
-            return Poll::Ready(Some(Ok(frame)));
+        let mut watching = this.watching.as_mut().map(|w| w.as_mut().project());
+        if let Some(WatchingProj { watch, .. }) = &mut watching {
+            watch.advance(cx);
+            if let Some(frame) = watch.terminal() {
+                this.inner.set(None);
+                return Poll::Ready(Some(Ok(frame)));
+            }
         }
-        // A frame is handed on as the inner body's own `Poll`, not rebuilt
-        // from its parts.
+        // Watched or not, what the application sent is handed on as its own
+        // `Poll` from this one call: not rebuilt, not copied.
         let polled = inner.poll_frame(cx);
+        let Some(WatchingProj { tripped, watch }) = watching else {
+            return polled;
+        };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => watch.saw(frame),
             // Ended by itself or by its error.
-            Poll::Ready(_) => self.end(),
+            Poll::Ready(_) => this.inner.set(None),
             // The trip may have come while the application had nothing to
             // send.
             Poll::Pending => {
                 watch.before_waiting(tripped, cx);
                 if let Some(frame) = watch.terminal() {
-                    self.end();
+                    this.inner.set(None);
                     return Poll::Ready(Some(Ok(frame)));
                 }
             }
@@ -233,23 +219,22 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Passthrough { inner } => inner.is_end_stream(),
-            Kind::Watched { inner, .. } => inner.is_end_stream(),
-            Kind::Done => true,
+        match &self.inner {
+            Some(inner) => inner.is_end_stream(),
+            None => true,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Passthrough { inner } => inner.size_hint(),
+        match (&self.inner, &self.watching) {
+            (None, _) => SizeHint::with_exact(0),
+            (Some(inner), None) => inner.size_hint(),
             // A terminal frame may be appended: no upper bound.
-            Kind::Watched { inner, .. } => {
+            (Some(inner), Some(_)) => {
                 let mut hint = SizeHint::new();
                 hint.set_lower(inner.size_hint().lower());
                 hint
             }
-            Kind::Done => SizeHint::with_exact(0),
         }
     }
 }
@@ -257,12 +242,12 @@ where
 impl<B> fmt::Debug for SseBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("SseBody");
-        match &self.kind {
-            Kind::Passthrough { .. } => d.field("state", &"passthrough"),
-            Kind::Watched { watching, .. } => d
+        match (&self.inner, &self.watching) {
+            (None, _) => d.field("state", &"done"),
+            (Some(_), None) => d.field("state", &"passthrough"),
+            (Some(_), Some(watching)) => d
                 .field("state", &"watched")
                 .field("framing", &watching.watch.framing),
-            Kind::Done => d.field("state", &"done"),
         };
         d.finish_non_exhaustive()
     }
