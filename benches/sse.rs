@@ -1,6 +1,7 @@
 //! `SseDrainLayer`'s body wrapper against the raw body it wraps: frames per
 //! second for small SSE frames and for 64 KiB frames.
 
+use std::convert::Infallible;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 use futures_util::FutureExt;
 use http::{header, Request, Response};
 use http_body::Body;
-use tower::{Layer, ServiceExt};
+use tower::{Layer, Service, ServiceExt};
 use tower_drain::Drain;
 use tower_drain_benches::{PassThrough, RepeatBody, SseFloor};
 use tower_drain_sse::SseDrainLayer;
@@ -101,14 +102,40 @@ fn sse(c: &mut Criterion) {
             ("SseDrainLayer + on_cut", &counting),
         ] {
             group.bench_function(BenchmarkId::from_parameter(name), |b| {
-                b.iter_batched(|| wrapped(layer, raw()), drain_body, BatchSize::SmallInput)
+                b.iter_batched(
+                    || served(layer.layer(sse_response(raw()))),
+                    drain_body,
+                    BatchSize::SmallInput,
+                )
             });
         }
         group.bench_function(
             BenchmarkId::from_parameter("SseDrainLayer over axum Body"),
             |b| {
                 b.iter_batched(
-                    || wrapped(&plain, axum_body()),
+                    || served(plain.layer(sse_response(axum_body()))),
+                    drain_body,
+                    BatchSize::SmallInput,
+                )
+            },
+        );
+        // The whole stack of a streaming route, as the README puts it on an
+        // axum router: what a frame costs through both layers.
+        group.bench_function(
+            BenchmarkId::from_parameter("DrainLayer over axum Body"),
+            |b| {
+                b.iter_batched(
+                    || served(drain.layer().layer(sse_response(axum_body()))),
+                    drain_body,
+                    BatchSize::SmallInput,
+                )
+            },
+        );
+        group.bench_function(
+            BenchmarkId::from_parameter("DrainLayer + SseDrainLayer over axum Body"),
+            |b| {
+                b.iter_batched(
+                    || served(drain.layer().layer(plain.layer(sse_response(axum_body())))),
                     drain_body,
                     BatchSize::SmallInput,
                 )
@@ -118,24 +145,36 @@ fn sse(c: &mut Criterion) {
     }
 }
 
-/// `body` as an SSE response through `layer`: the body the server polls.
-fn wrapped<B>(layer: &SseDrainLayer, body: B) -> impl Body<Data = Bytes, Error = B::Error>
-where
-    B: Body<Data = Bytes> + Send + 'static,
-{
+/// A service answering one request with `body` as an SSE response.
+fn sse_response<B>(
+    body: B,
+) -> impl Service<
+    Request<()>,
+    Response = Response<B>,
+    Error = Infallible,
+    Future = std::future::Ready<Result<Response<B>, Infallible>>,
+> {
     let mut body = Some(body);
-    let svc = layer.layer(tower::service_fn(move |_req: Request<()>| {
+    tower::service_fn(move |_req: Request<()>| {
         let mut res = Response::new(body.take().expect("one request"));
         res.headers_mut().insert(
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("text/event-stream"),
         );
-        std::future::ready(Ok::<_, std::convert::Infallible>(res))
-    }));
+        std::future::ready(Ok(res))
+    })
+}
+
+/// The body `svc` answers one request with: the body the server polls.
+fn served<S, B>(svc: S) -> B
+where
+    S: Service<Request<()>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+{
     svc.oneshot(Request::new(()))
         .now_or_never()
         .expect("ready")
-        .expect("infallible")
+        .expect("no error")
         .into_body()
 }
 
