@@ -25,20 +25,17 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<B> {
-        Tracked {
+        // The application's body. `guard` holds an admitted request's count
+        // until the body ends; an exempt body has none.
+        Serving {
             #[pin]
             inner: B,
-            // `None` once the inner body has ended by itself.
             guard: Option<Guard>,
         },
         Rejected {
             // Boxed: a refusal is rare and already allocates (its headers),
             // and a pointer keeps every admitted body small.
             data: Option<Box<Bytes>>,
-        },
-        Exempt {
-            #[pin]
-            inner: B,
         },
         Ended,
     }
@@ -47,7 +44,7 @@ pin_project! {
 impl<B> ResponseBody<B> {
     pub(crate) fn tracked(inner: B, guard: Guard) -> Self {
         Self {
-            kind: Kind::Tracked {
+            kind: Kind::Serving {
                 inner,
                 guard: Some(guard),
             },
@@ -56,7 +53,7 @@ impl<B> ResponseBody<B> {
 
     pub(crate) fn exempt(inner: B) -> Self {
         Self {
-            kind: Kind::Exempt { inner },
+            kind: Kind::Serving { inner, guard: None },
         }
     }
 
@@ -81,58 +78,49 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.as_mut().project().kind.project() {
-            KindProj::Tracked { inner, guard } => {
-                let Some(tracked) = guard else {
-                    return Poll::Ready(None);
-                };
-                match inner.poll_frame(cx) {
-                    Poll::Ready(Some(Ok(frame))) => return Poll::Ready(Some(Ok(frame))),
-                    // Ended by itself, or by its error: the count goes back now.
-                    Poll::Ready(Some(Err(err))) => {
-                        *guard = None;
-                        return Poll::Ready(Some(Err(err.into())));
+        let ended = match self.as_mut().project().kind.project() {
+            KindProj::Serving { inner, guard } => match inner.poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => return Poll::Ready(Some(Ok(frame))),
+                Poll::Pending => {
+                    // An exempt body is never cut.
+                    let Some(tracked) = guard else {
+                        return Poll::Pending;
+                    };
+                    if !tracked.poll_deadline(cx) {
+                        return Poll::Pending;
                     }
-                    Poll::Ready(None) => {
-                        *guard = None;
-                        return Poll::Ready(None);
-                    }
-                    Poll::Pending if tracked.poll_deadline(cx) => tracked.record_cut(),
-                    Poll::Pending => return Poll::Pending,
+                    tracked.record_cut();
+                    Some(Err(Cut::new().into()))
                 }
-            }
+                // Ended by itself, or by its error: the count goes back now.
+                Poll::Ready(last) => last.map(|last| last.map_err(Into::into)),
+            },
             KindProj::Rejected { data } => {
                 return Poll::Ready(data.take().map(|data| Ok(Frame::data(*data))))
             }
-            KindProj::Exempt { inner } => {
-                return inner.poll_frame(cx).map_err(Into::into);
-            }
             KindProj::Ended => return Poll::Ready(None),
-        }
-        // Cut at the deadline. Dropping the variant drops the inner body
-        // before the guard (field order): the count is given back once the
-        // application's body is gone.
+        };
+        // Dropping the variant drops the inner body before the guard (field
+        // order): at a cut, the count is given back once the application's
+        // body is gone.
         self.project().kind.set(Kind::Ended);
-        Poll::Ready(Some(Err(Cut::new().into())))
+        Poll::Ready(ended)
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Tracked { guard: None, .. } => true,
-            Kind::Tracked { inner, .. } => inner.is_end_stream(),
+            Kind::Serving { inner, .. } => inner.is_end_stream(),
             Kind::Rejected { data } => data.is_none(),
-            Kind::Exempt { inner } => inner.is_end_stream(),
             Kind::Ended => true,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Tracked { inner, .. } => inner.size_hint(),
+            Kind::Serving { inner, .. } => inner.size_hint(),
             Kind::Rejected { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |data| data.len() as u64))
             }
-            Kind::Exempt { inner } => inner.size_hint(),
             Kind::Ended => SizeHint::with_exact(0),
         }
     }
@@ -141,9 +129,9 @@ where
 impl<B> fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.kind {
-            Kind::Tracked { .. } => "tracked",
+            Kind::Serving { guard: Some(_), .. } => "tracked",
+            Kind::Serving { guard: None, .. } => "exempt",
             Kind::Rejected { .. } => "rejected",
-            Kind::Exempt { .. } => "exempt",
             Kind::Ended => "ended",
         };
         f.debug_struct("ResponseBody")
