@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
 use futures_util::FutureExt;
 use http::{header, Request, Response};
 use http_body::Body;
@@ -26,6 +29,18 @@ where
     while let std::task::Poll::Ready(Some(frame)) = body.as_mut().poll_frame(&mut cx) {
         frame.expect("frame");
     }
+}
+
+/// One case: the time to poll to its end a body that `make` builds (outside
+/// the timing).
+fn case<B>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, mut make: impl FnMut() -> B)
+where
+    B: Body,
+    B::Error: std::fmt::Debug,
+{
+    group.bench_function(BenchmarkId::from_parameter(name), |b| {
+        b.iter_batched(&mut make, drain_body, BatchSize::SmallInput)
+    });
 }
 
 fn sse(c: &mut Criterion) {
@@ -49,97 +64,40 @@ fn sse(c: &mut Criterion) {
         // `SseDrainLayer` wraps on an axum router).
         let raw = || RepeatBody::new(frame.clone(), n);
         let axum_body = || axum::body::Body::new(RepeatBody::new(frame.clone(), n));
-        group.bench_function(BenchmarkId::from_parameter("raw body"), |b| {
-            b.iter_batched(raw, drain_body, BatchSize::SmallInput)
-        });
-        group.bench_function(BenchmarkId::from_parameter("axum Body"), |b| {
-            b.iter_batched(axum_body, drain_body, BatchSize::SmallInput)
-        });
+        case(&mut group, "raw body", raw);
+        case(&mut group, "axum Body", axum_body);
         // References, not peers: what any wrapper costs, and the least a
         // shutdown-aware one does per frame.
-        group.bench_function(
-            BenchmarkId::from_parameter("pass-through over raw body"),
-            |b| {
-                b.iter_batched(
-                    || PassThrough::new(raw()),
-                    drain_body,
-                    BatchSize::SmallInput,
-                )
-            },
-        );
-        group.bench_function(
-            BenchmarkId::from_parameter("pass-through over axum Body"),
-            |b| {
-                b.iter_batched(
-                    || PassThrough::new(axum_body()),
-                    drain_body,
-                    BatchSize::SmallInput,
-                )
-            },
-        );
-        group.bench_function(
-            BenchmarkId::from_parameter("floor sketch over raw body"),
-            |b| {
-                b.iter_batched(
-                    || SseFloor::new(raw(), tripped.clone()),
-                    drain_body,
-                    BatchSize::SmallInput,
-                )
-            },
-        );
-        group.bench_function(
-            BenchmarkId::from_parameter("floor sketch over axum Body"),
-            |b| {
-                b.iter_batched(
-                    || SseFloor::new(axum_body(), tripped.clone()),
-                    drain_body,
-                    BatchSize::SmallInput,
-                )
-            },
-        );
-        for (name, layer) in [
-            ("SseDrainLayer", &plain),
-            ("SseDrainLayer + on_cut", &counting),
-        ] {
-            group.bench_function(BenchmarkId::from_parameter(name), |b| {
-                b.iter_batched(
-                    || served(layer.layer(sse_response(raw()))),
-                    drain_body,
-                    BatchSize::SmallInput,
-                )
-            });
-        }
-        group.bench_function(
-            BenchmarkId::from_parameter("SseDrainLayer over axum Body"),
-            |b| {
-                b.iter_batched(
-                    || served(plain.layer(sse_response(axum_body()))),
-                    drain_body,
-                    BatchSize::SmallInput,
-                )
-            },
-        );
+        case(&mut group, "pass-through over raw body", || {
+            PassThrough::new(raw())
+        });
+        case(&mut group, "pass-through over axum Body", || {
+            PassThrough::new(axum_body())
+        });
+        case(&mut group, "floor sketch over raw body", || {
+            SseFloor::new(raw(), tripped.clone())
+        });
+        case(&mut group, "floor sketch over axum Body", || {
+            SseFloor::new(axum_body(), tripped.clone())
+        });
+        case(&mut group, "SseDrainLayer", || {
+            served(plain.layer(sse_response(raw())))
+        });
+        case(&mut group, "SseDrainLayer + on_cut", || {
+            served(counting.layer(sse_response(raw())))
+        });
+        case(&mut group, "SseDrainLayer over axum Body", || {
+            served(plain.layer(sse_response(axum_body())))
+        });
         // The whole stack of a streaming route, as the README puts it on an
         // axum router: what a frame costs through both layers.
-        group.bench_function(
-            BenchmarkId::from_parameter("DrainLayer over axum Body"),
-            |b| {
-                b.iter_batched(
-                    || served(drain.layer().layer(sse_response(axum_body()))),
-                    drain_body,
-                    BatchSize::SmallInput,
-                )
-            },
-        );
-        group.bench_function(
-            BenchmarkId::from_parameter("DrainLayer + SseDrainLayer over axum Body"),
-            |b| {
-                b.iter_batched(
-                    || served(drain.layer().layer(plain.layer(sse_response(axum_body())))),
-                    drain_body,
-                    BatchSize::SmallInput,
-                )
-            },
+        case(&mut group, "DrainLayer over axum Body", || {
+            served(drain.layer().layer(sse_response(axum_body())))
+        });
+        case(
+            &mut group,
+            "DrainLayer + SseDrainLayer over axum Body",
+            || served(drain.layer().layer(plain.layer(sse_response(axum_body())))),
         );
         group.finish();
     }
