@@ -195,8 +195,10 @@ where
                 return Poll::Ready(Some(Ok(frame)));
             }
         }
-        // Watched or not, what the application sent is handed on as its own
-        // `Poll` from this one call: not rebuilt, not copied.
+        // Watched or not, what the application sent is handed on as the
+        // `Poll` of this one call, not rebuilt: with a single call site the
+        // compiler can write it where the caller reads it (a second call
+        // site, or a rebuilt frame, cost a copy per frame; BENCHMARKS.md).
         let polled = inner.poll_frame(cx);
         let Some(WatchingProj { tripped, watch }) = watching else {
             return polled;
