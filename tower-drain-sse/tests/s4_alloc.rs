@@ -73,7 +73,7 @@ fn s4_no_allocation_per_passed_frame() {
 }
 
 #[test]
-fn a_response_that_is_not_a_stream_allocates_nothing() {
+fn s4_a_response_that_is_not_a_stream_allocates_nothing() {
     let drain = Drain::new();
     let mut svc =
         SseDrainLayer::new(drain.signal()).layer(tower::service_fn(|_req: Request<()>| {

@@ -151,16 +151,12 @@ impl Watch {
         }
     }
 
-    /// The stream should end here and now, with the terminal frame.
-    #[inline]
-    fn terminal_due(&self) -> bool {
-        !self.finished && matches!(self.phase, Phase::Ending) && self.scanner.at_boundary()
-    }
-
     /// The terminal frame, if the stream should end here and now.
     #[inline]
     fn terminal(&self) -> Option<Frame<Bytes>> {
-        self.terminal_due().then(|| self.terminal_frame())
+        let due =
+            !self.finished && matches!(self.phase, Phase::Ending) && self.scanner.at_boundary();
+        due.then(|| self.terminal_frame())
     }
 
     #[inline(never)]
