@@ -14,8 +14,11 @@ pin_project! {
     ///
     /// An admitted response's body holds its request's count until it ends:
     /// at its last frame, at an error, or when it is dropped. At the drain
-    /// deadline a body that is still waiting for its next frame ends with a
-    /// [`Cut`] error. A rejection's body is the rejection's bytes.
+    /// deadline it ends with a [`Cut`] error on its next poll, whether its
+    /// application's body is waiting (it is woken for this) or has frames
+    /// ready: only a frame that ends the body (trailers, or the last data,
+    /// such as the terminal frame `tower-drain-sse` appends) still goes
+    /// out then. A rejection's body is the rejection's bytes.
     pub struct ResponseBody<B> {
         #[pin]
         kind: Kind<B>,
@@ -26,7 +29,7 @@ pin_project! {
     #[project = KindProj]
     enum Kind<B> {
         // The application's body. `guard` holds an admitted request's count
-        // until the body ends; an exempt body has none.
+        // until the body ends; a passed (exempt) body has none.
         Serving {
             #[pin]
             inner: B,
@@ -51,7 +54,7 @@ impl<B> ResponseBody<B> {
         }
     }
 
-    pub(crate) fn exempt(inner: B) -> Self {
+    pub(crate) fn passed(inner: B) -> Self {
         Self {
             kind: Kind::Serving { inner, guard: None },
         }
@@ -79,22 +82,38 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let ended = match self.as_mut().project().kind.project() {
-            KindProj::Serving { inner, guard } => match inner.poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => return Poll::Ready(Some(Ok(frame))),
-                Poll::Pending => {
-                    // An exempt body is never cut.
-                    let Some(tracked) = guard else {
-                        return Poll::Pending;
-                    };
-                    if !tracked.poll_deadline(cx) {
-                        return Poll::Pending;
+            KindProj::Serving { mut inner, guard } => {
+                // Read before the application is polled: a wrapper inside
+                // (`tower-drain-sse`) that saw the deadline in that poll ends
+                // with a last frame this lets through.
+                let forced = guard.as_ref().is_some_and(|tracked| tracked.is_forced());
+                match inner.as_mut().poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => match guard {
+                        // Past the deadline, a body that always has a frame ready
+                        // is cut all the same, unless this frame ends it.
+                        Some(tracked)
+                            if forced && !frame.is_trailers() && !inner.is_end_stream() =>
+                        {
+                            tracked.record_cut();
+                            Some(Err(Cut::new().into()))
+                        }
+                        _ => return Poll::Ready(Some(Ok(frame))),
+                    },
+                    Poll::Pending => {
+                        // A passed body is never cut.
+                        let Some(tracked) = guard else {
+                            return Poll::Pending;
+                        };
+                        if !tracked.poll_deadline(cx) {
+                            return Poll::Pending;
+                        }
+                        tracked.record_cut();
+                        Some(Err(Cut::new().into()))
                     }
-                    tracked.record_cut();
-                    Some(Err(Cut::new().into()))
+                    // Ended by itself, or by its error: the count goes back now.
+                    Poll::Ready(last) => last.map(|last| last.map_err(Into::into)),
                 }
-                // Ended by itself, or by its error: the count goes back now.
-                Poll::Ready(last) => last.map(|last| last.map_err(Into::into)),
-            },
+            }
             KindProj::Rejected { data } => {
                 return Poll::Ready(data.take().map(|data| Ok(Frame::data(*data))))
             }
@@ -130,12 +149,119 @@ impl<B> fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.kind {
             Kind::Serving { guard: Some(_), .. } => "tracked",
-            Kind::Serving { guard: None, .. } => "exempt",
+            Kind::Serving { guard: None, .. } => "passed",
             Kind::Rejected { .. } => "rejected",
             Kind::Ended => "ended",
         };
         f.debug_struct("ResponseBody")
             .field("state", &state)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::convert::Infallible;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use futures_util::stream;
+    use http::{HeaderMap, Request};
+    use http_body::Frame;
+    use http_body_util::{BodyExt, Full, StreamBody};
+    use tower::{Layer, ServiceExt};
+
+    use crate::test_support::serving;
+    use crate::Drain;
+
+    /// A body that always has a frame ready never waits, so the deadline's
+    /// wake-up does not reach it: it must be cut on its next poll all the
+    /// same (it used to stream on after the report said "0 cut").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_body_that_never_waits_is_cut_at_the_deadline() {
+        let drain = Drain::new();
+        let endless = stream::repeat_with(|| {
+            Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(b"tick\n")))
+        });
+        let svc = drain
+            .layer()
+            .layer(serving(StreamBody::new(endless).boxed_unsync()));
+        let res = svc.oneshot(Request::new(())).await.unwrap();
+        // A client that keeps reading, as fast as the body goes.
+        let client = tokio::spawn(async move {
+            let mut body = Box::pin(res.into_body());
+            let mut frames = 0u64;
+            let err = loop {
+                match body.frame().await {
+                    Some(Ok(_)) => frames += 1,
+                    Some(Err(err)) => break err,
+                    None => panic!("an endless body ended"),
+                }
+                if frames % 64 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            };
+            (frames, err.is::<crate::Cut>(), body.frame().await.is_none())
+        });
+        while drain.in_flight() == 0 {
+            tokio::task::yield_now().await;
+        }
+
+        let report = drain.shutdown(Duration::ZERO).await;
+        let (frames, cut, ended) = tokio::time::timeout(Duration::from_secs(20), client)
+            .await
+            .expect("the body was cut")
+            .unwrap();
+        assert!(frames > 0);
+        assert!(cut && ended);
+        assert_eq!(drain.in_flight(), 0);
+        assert_eq!((report.cut(), report.unfinished()), (1, 0), "{report}");
+    }
+
+    /// Runs a shutdown with a deadline of zero, and returns once it has cut.
+    async fn cut_now(drain: &Drain) -> tokio::task::JoinHandle<crate::DrainReport> {
+        let shutdown = tokio::spawn({
+            let drain = drain.clone();
+            async move { drain.shutdown(Duration::ZERO).await }
+        });
+        while !drain.signal().is_forced() {
+            tokio::task::yield_now().await;
+        }
+        shutdown
+    }
+
+    /// Past the deadline, a frame that ends the body still goes out: the
+    /// response ends whole instead of being cut one frame short.
+    #[tokio::test]
+    async fn a_last_frame_ready_at_the_deadline_still_goes_out() {
+        let drain = Drain::new();
+        let full = Full::new(Bytes::from_static(b"complete"))
+            .map_err(|never: Infallible| match never {})
+            .boxed_unsync();
+        let svc = drain.layer().layer(serving(full));
+        let res = svc.oneshot(Request::new(())).await.unwrap();
+        let shutdown = cut_now(&drain).await;
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "complete");
+        let report = shutdown.await.unwrap();
+        assert_eq!((report.cut(), report.completed()), (0, 1), "{report}");
+
+        // Trailers end a body too.
+        let drain = Drain::new();
+        let frames = stream::iter([
+            Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(b"message"))),
+            Ok(Frame::trailers(HeaderMap::new())),
+        ]);
+        let svc = drain
+            .layer()
+            .layer(serving(StreamBody::new(frames).boxed_unsync()));
+        let res = svc.oneshot(Request::new(())).await.unwrap();
+        let mut body = Box::pin(res.into_body());
+        body.frame().await.unwrap().unwrap();
+        let shutdown = cut_now(&drain).await;
+        assert!(body.frame().await.unwrap().unwrap().is_trailers());
+        assert!(body.frame().await.is_none());
+        let report = shutdown.await.unwrap();
+        assert_eq!((report.cut(), report.completed()), (0, 1), "{report}");
     }
 }

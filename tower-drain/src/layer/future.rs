@@ -7,51 +7,65 @@ use http::header::{HeaderValue, CONNECTION};
 use http::Response;
 use pin_project_lite::pin_project;
 
+use super::reject::Head;
 use super::{Reject, Rejection, ResponseBody};
 use crate::state::Guard;
 
 pin_project! {
     /// Response future of [`DrainService`](super::DrainService).
     pub struct ResponseFuture<F, R> {
-        // The inner service's future; `None` for a refused request (the
-        // service was never called) and once cut at the deadline.
         #[pin]
-        inner: Option<F>,
-        // The request's count while it waits for its response; `None` for an
-        // exempt or refused request, and once answered.
-        guard: Option<Guard>,
-        rejection: Rejection,
+        state: State<F>,
         reject: R,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    #[project_replace = StateOwn]
+    enum State<F> {
+        // Counted until its response (then its body) ends; answered with the
+        // rejection if the deadline comes first.
+        Admitted {
+            #[pin]
+            inner: F,
+            guard: Guard,
+            head: Head,
+        },
+        // Exempt, or admitted by a drain that is gone: passed through.
+        Passed {
+            #[pin]
+            inner: F,
+        },
+        // Refused: the inner service is never called.
+        Refused {
+            rejection: Rejection,
+        },
+        Done,
     }
 }
 
 impl<F, R: Reject> ResponseFuture<F, R> {
     #[inline]
-    pub(crate) fn admitted(inner: F, mut guard: Guard, rejection: Rejection, reject: R) -> Self {
-        guard.set_grpc(rejection.is_grpc());
+    pub(crate) fn admitted(inner: F, mut guard: Guard, head: Head, reject: R) -> Self {
+        guard.set_grpc(head.is_grpc());
         Self {
-            inner: Some(inner),
-            guard: Some(guard),
-            rejection,
+            state: State::Admitted { inner, guard, head },
             reject,
         }
     }
 
-    pub(crate) fn exempt(inner: F, rejection: Rejection, reject: R) -> Self {
+    pub(crate) fn passed(inner: F, reject: R) -> Self {
         Self {
-            inner: Some(inner),
-            guard: None,
-            rejection,
+            state: State::Passed { inner },
             reject,
         }
     }
 
-    pub(crate) fn rejected(rejection: Rejection, reject: R) -> Self {
+    pub(crate) fn refused(rejection: Rejection, reject: R) -> Self {
         crate::metrics::rejected(rejection.is_grpc());
         Self {
-            inner: None,
-            guard: None,
-            rejection,
+            state: State::Refused { rejection },
             reject,
         }
     }
@@ -80,39 +94,51 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
-            return Poll::Ready(Ok(respond(this.reject, this.rejection)));
-        };
-        match inner.poll(cx) {
-            Poll::Ready(Ok(mut res)) => Poll::Ready(Ok(match this.guard.take() {
-                Some(guard) => {
-                    // P9: answered after the trip, so tell a keep-alive client to go.
-                    if this.rejection.is_http1() && guard.is_tripped() {
-                        res.headers_mut()
-                            .insert(CONNECTION, HeaderValue::from_static("close"));
-                    }
-                    res.map(|body| ResponseBody::tracked(body, guard))
-                }
-                None => res.map(ResponseBody::exempt),
-            })),
-            // An error ends the request: there is no body to wait for.
-            Poll::Ready(Err(err)) => {
-                *this.guard = None;
-                Poll::Ready(Err(err))
+        let answer = match this.state.as_mut().project() {
+            StateProj::Admitted { inner, guard, .. } => match inner.poll(cx) {
+                Poll::Ready(answer) => Some(answer),
+                // The task is woken at the deadline, to be cut here.
+                Poll::Pending if guard.poll_deadline(cx) => None,
+                Poll::Pending => return Poll::Pending,
+            },
+            StateProj::Passed { inner } => {
+                let answer = std::task::ready!(inner.poll(cx));
+                this.state.set(State::Done);
+                return Poll::Ready(answer.map(|res| res.map(ResponseBody::passed)));
             }
-            Poll::Pending => {
-                let Some(guard) = this.guard.as_mut() else {
-                    return Poll::Pending;
-                };
-                if !guard.poll_deadline(cx) {
-                    return Poll::Pending;
+            StateProj::Refused { rejection } => {
+                let rejection = *rejection;
+                this.state.set(State::Done);
+                return Poll::Ready(Ok(respond(this.reject, &rejection)));
+            }
+            StateProj::Done => panic!("ResponseFuture polled after completion"),
+        };
+        // Admitted, and answered or cut. The replacement drops the handler's
+        // future before the guard goes, so that at a cut `drained` means the
+        // handler has unwound.
+        let StateOwn::Admitted { guard, head, .. } = this.state.project_replace(State::Done) else {
+            unreachable!("matched as admitted above")
+        };
+        match answer {
+            Some(Ok(mut res)) => {
+                // Answered after the trip: tell a keep-alive client to go
+                // (P9), unless the answer is the handshake of an upgrade or a
+                // tunnel, whose `Connection` header must stay as it is.
+                if head.is_http1()
+                    && guard.is_tripped()
+                    && !head.takes_over_the_connection(res.status())
+                {
+                    res.headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
                 }
-                // Cut at the deadline: the handler is dropped before the
-                // count goes back, so `drained` means it has unwound.
+                Poll::Ready(Ok(res.map(|body| ResponseBody::tracked(body, guard))))
+            }
+            // An error ends the request: there is no body to wait for.
+            Some(Err(err)) => Poll::Ready(Err(err)),
+            None => {
                 guard.record_cut();
-                this.inner.set(None);
-                *this.guard = None;
-                Poll::Ready(Ok(respond(this.reject, &this.rejection.at_deadline())))
+                drop(guard);
+                Poll::Ready(Ok(respond(this.reject, &head.cut())))
             }
         }
     }
@@ -120,10 +146,11 @@ where
 
 impl<F, R> fmt::Debug for ResponseFuture<F, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match (&self.inner, &self.guard) {
-            (None, _) => "rejected",
-            (Some(_), Some(_)) => "admitted",
-            (Some(_), None) => "exempt or answered",
+        let state = match &self.state {
+            State::Admitted { .. } => "admitted",
+            State::Passed { .. } => "passed",
+            State::Refused { .. } => "refused",
+            State::Done => "done",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
@@ -137,12 +164,11 @@ mod tests {
     use std::time::Duration;
 
     use bytes::Bytes;
-    use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
-    use http::{Request, Response, StatusCode, Version};
+    use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER, UPGRADE};
+    use http::{Method, Request, Response, StatusCode, Version};
     use http_body_util::BodyExt;
     use tower::{Layer, ServiceExt};
 
-    use crate::layer::{Cause, Rejection};
     use crate::test_support::{channel_body, counting_service, full, serving, TestBody};
     use crate::Drain;
 
@@ -154,140 +180,45 @@ mod tests {
         req.body(()).unwrap()
     }
 
-    #[tokio::test]
-    async fn p6_http1_rejection_is_503_with_retry_after_and_connection_close() {
+    /// Sends `req` through a drain whose handler answers with `answer` only
+    /// once the drain has tripped.
+    async fn answered_after_the_trip(
+        req: Request<()>,
+        answer: Response<TestBody>,
+    ) -> Response<crate::layer::ResponseBody<TestBody>> {
         let drain = Drain::new();
-        let (_, inner) = counting_service();
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let mut parts = Some((wait, answer));
         let svc = drain
             .layer()
-            .retry_after(Duration::from_millis(1500))
-            .layer(inner);
+            .layer(tower::service_fn(move |_req: Request<()>| {
+                let (wait, answer) = parts.take().expect("one request");
+                async move {
+                    wait.await.unwrap();
+                    Ok::<_, Infallible>(answer)
+                }
+            }));
+        let admitted = tokio::spawn(svc.oneshot(req));
+        tokio::task::yield_now().await;
+        assert_eq!(drain.in_flight(), 1);
         drain.trip();
-
-        for version in [Version::HTTP_10, Version::HTTP_11] {
-            let res = svc.clone().oneshot(request(version, None)).await.unwrap();
-            assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-            assert_eq!(
-                res.headers()[RETRY_AFTER],
-                "2",
-                "rounded up to whole seconds"
-            );
-            assert_eq!(res.headers()[CONNECTION], "close");
-            let body = res.into_body().collect().await.unwrap().to_bytes();
-            assert_eq!(body, "server is shutting down\n");
-        }
+        go.send(()).unwrap();
+        admitted.await.unwrap().unwrap()
     }
 
     #[tokio::test]
-    async fn p6_http2_rejection_has_no_connection_header() {
-        let drain = Drain::new();
-        let (_, inner) = counting_service();
-        let svc = drain.layer().layer(inner);
-        drain.trip();
-
-        let res = svc.oneshot(request(Version::HTTP_2, None)).await.unwrap();
-        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(res.headers()[RETRY_AFTER], "5");
-        assert!(res.headers().get(CONNECTION).is_none());
-    }
-
-    #[tokio::test]
-    async fn p7_grpc_rejection_is_trailers_only_unavailable() {
-        let drain = Drain::new();
-        let (_, inner) = counting_service();
-        let svc = drain
-            .layer()
-            .grpc_message("draining: 100% done, bye ✓")
-            .layer(inner);
-        drain.trip();
-
-        for ct in ["application/grpc", "application/grpc+proto"] {
-            let res = svc
-                .clone()
-                .oneshot(request(Version::HTTP_2, Some(ct)))
-                .await
-                .unwrap();
-            assert_eq!(res.status(), StatusCode::OK);
-            let headers = res.headers();
-            assert_eq!(headers[CONTENT_TYPE], "application/grpc");
-            assert_eq!(headers["grpc-status"], "14");
-            assert_eq!(
-                headers["grpc-message"], "draining: 100%25 done, bye %E2%9C%93",
-                "percent-encoded per the gRPC spec"
-            );
-            assert!(headers.get(CONNECTION).is_none());
-            let body = res.into_body();
-            assert!(
-                http_body::Body::is_end_stream(&body),
-                "trailers-only: no body"
-            );
-        }
-    }
-
-    #[tokio::test]
-    async fn p7_grpc_is_recognised_on_http2_only() {
-        let drain = Drain::new();
-        let (_, inner) = counting_service();
-        let svc = drain.layer().layer(inner);
-        drain.trip();
-
-        // gRPC-Web rides HTTP/1.1 and is a different protocol: a plain 503.
-        let res = svc
-            .oneshot(request(Version::HTTP_11, Some("application/grpc-web")))
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert!(res.headers().get("grpc-status").is_none());
-    }
-
-    #[tokio::test]
-    async fn p8_rejection_is_customisable() {
-        let drain = Drain::new();
-        let (_, inner) = counting_service();
-        let svc = drain
-            .layer()
-            .reject_with(|rejection: &Rejection| {
-                assert_eq!(rejection.cause(), Cause::Draining);
-                let mut res = Response::new(Bytes::from_static(b"{\"error\":\"draining\"}"));
-                *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-                res
-            })
-            .layer(inner);
-        drain.trip();
-
-        let res = svc.oneshot(request(Version::HTTP_11, None)).await.unwrap();
-        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(res.headers()[CONNECTION], "close", "added by the layer");
-        let body = res.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(body, "{\"error\":\"draining\"}");
-    }
-
-    #[tokio::test]
-    async fn p9_response_after_trip_carries_connection_close_on_http1_only() {
-        for (version, expect_close) in [(Version::HTTP_11, true), (Version::HTTP_2, false)] {
-            let drain = Drain::new();
-            let (go, wait) = tokio::sync::oneshot::channel::<()>();
-            let mut wait = Some(wait);
-            let svc = drain
-                .layer()
-                .layer(tower::service_fn(move |_req: Request<()>| {
-                    let wait = wait.take().unwrap();
-                    async move {
-                        wait.await.unwrap();
-                        Ok::<_, Infallible>(Response::new(full("late")))
-                    }
-                }));
-            let admitted = tokio::spawn(svc.oneshot(request(version, None)));
-            tokio::task::yield_now().await;
-            assert_eq!(drain.in_flight(), 1);
-            drain.trip();
-            go.send(()).unwrap();
-
-            let res = admitted.await.unwrap().unwrap();
+    async fn a_response_after_the_trip_carries_connection_close_on_http1_only() {
+        for (version, expect_close) in [
+            (Version::HTTP_10, true),
+            (Version::HTTP_11, true),
+            (Version::HTTP_2, false),
+        ] {
+            let res =
+                answered_after_the_trip(request(version, None), Response::new(full("late"))).await;
             assert_eq!(res.status(), StatusCode::OK);
             assert_eq!(
-                res.headers().get(CONNECTION).is_some(),
-                expect_close,
+                res.headers().get(CONNECTION).map(|v| v.as_bytes()),
+                expect_close.then_some(&b"close"[..]),
                 "{version:?}"
             );
         }
@@ -304,8 +235,41 @@ mod tests {
         assert!(res.headers().get(CONNECTION).is_none());
     }
 
+    /// A WebSocket handshake answered after the trip: RFC 6455 clients fail
+    /// a `101` whose `Connection` is not `upgrade`.
+    #[tokio::test]
+    async fn an_upgrade_answered_after_the_trip_keeps_its_handshake_headers() {
+        let mut switching = Response::new(full(""));
+        *switching.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        switching
+            .headers_mut()
+            .insert(CONNECTION, "upgrade".parse().unwrap());
+        switching
+            .headers_mut()
+            .insert(UPGRADE, "websocket".parse().unwrap());
+        let res = answered_after_the_trip(request(Version::HTTP_11, None), switching).await;
+        assert_eq!(res.status(), StatusCode::SWITCHING_PROTOCOLS);
+        assert_eq!(res.headers()[CONNECTION], "upgrade");
+        assert_eq!(res.headers()[UPGRADE], "websocket");
+
+        // A tunnel: a successful answer to CONNECT is not HTTP any more.
+        let mut connect = request(Version::HTTP_11, None);
+        *connect.method_mut() = Method::CONNECT;
+        let res = answered_after_the_trip(connect, Response::new(full(""))).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(res.headers().get(CONNECTION).is_none());
+
+        // A failed CONNECT is an ordinary answer: the connection may go.
+        let mut connect = request(Version::HTTP_11, None);
+        *connect.method_mut() = Method::CONNECT;
+        let mut refused = Response::new(full(""));
+        *refused.status_mut() = StatusCode::FORBIDDEN;
+        let res = answered_after_the_trip(connect, refused).await;
+        assert_eq!(res.headers()[CONNECTION], "close");
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn pending_response_is_answered_with_the_rejection_at_the_deadline() {
+    async fn a_pending_response_is_dropped_and_answered_at_the_deadline() {
         let drain = Drain::new();
         let (dropped_tx, dropped_rx) = tokio::sync::oneshot::channel::<()>();
         let mut dropped_tx = Some(dropped_tx);
@@ -327,7 +291,9 @@ mod tests {
         let report = drain.shutdown(Duration::from_secs(30)).await;
         assert!(drain.signal().is_forced());
         let res = stuck.await.unwrap().unwrap();
-        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        // Not the refusal's 503 + Retry-After: the handler had been running.
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(res.headers().get(RETRY_AFTER).is_none());
         assert_eq!(res.headers()[CONNECTION], "close");
         assert!(
             dropped_rx.await.is_err(),
@@ -342,7 +308,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn streaming_body_ends_with_cut_error_at_the_deadline() {
+    async fn a_waiting_streaming_body_ends_with_cut_at_the_deadline() {
         let drain = Drain::new();
         let (tx, body) = channel_body();
         let svc = drain.layer().layer(serving(body));

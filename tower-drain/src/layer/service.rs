@@ -1,3 +1,5 @@
+use std::fmt;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -5,29 +7,48 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use std::fmt;
-
 use super::exempt::RequestHead;
+use super::reject::Head;
 use super::{DefaultReject, Exempt, NoExempt, Reject, Rejection, ResponseBody, ResponseFuture};
-use crate::state::{current_slot, Admission, ServiceRef};
+use crate::state::{current_slot, Admission, ServiceRef, Wait};
 use crate::BoxError;
 
 /// The service made by [`DrainLayer`](super::DrainLayer).
 ///
 /// While serving, it passes requests on and counts each until its response
-/// body ends. Once the drain has tripped, it answers with the rejection
-/// instead of calling the inner service.
+/// body ends; its readiness is the inner service's. Once the drain has
+/// tripped, it answers with the rejection instead of calling the inner
+/// service, and it is ready at once: a refusal never waits for an inner
+/// service that is not ready (as tower's `load_shed`), and no request is
+/// passed to an inner service that was not polled ready.
 ///
 /// Cloning it writes nothing shared (axum clones a route's service for
 /// every request). A service that outlives every `Drain`, `DrainSignal` and
 /// `DrainLayer` of its drain passes requests through, uncounted, once the
 /// drain's state has been reused: nothing could trip that drain any more.
-#[derive(Clone)]
 pub struct DrainService<S, R = DefaultReject, E = NoExempt> {
     inner: S,
     drain: ServiceRef,
     reject: R,
     exempt: E,
+    /// The last `poll_ready` found the drain tripped and the inner service
+    /// not ready: the next call is refused, whatever it is.
+    refusing: bool,
+    /// Wakes a `poll_ready` that waits on the inner service at the trip.
+    /// Made only once the inner service has made a caller wait.
+    waiting: Option<Pin<Box<Wait>>>,
+}
+
+impl<S: Clone, R: Clone, E: Clone> Clone for DrainService<S, R, E> {
+    /// A clone has not been polled ready, as tower's services go.
+    fn clone(&self) -> Self {
+        Self::new(
+            self.inner.clone(),
+            self.drain,
+            self.reject.clone(),
+            self.exempt.clone(),
+        )
+    }
 }
 
 impl<S: fmt::Debug, R: fmt::Debug, E> fmt::Debug for DrainService<S, R, E> {
@@ -47,6 +68,8 @@ impl<S, R, E> DrainService<S, R, E> {
             drain,
             reject,
             exempt,
+            refusing: false,
+            waiting: None,
         }
     }
 
@@ -78,30 +101,53 @@ where
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, R>;
 
-    /// Passed through: readiness is the inner service's, never counted, and a
-    /// drain never fails it (an error here means "discard this service").
+    /// The inner service's readiness while serving, never counted; a drain
+    /// never fails it (an error here means "discard this service"). Once
+    /// tripped, ready at once: if the inner service is not, the next call is
+    /// refused without reaching it.
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(ready) => {
+                self.refusing = false;
+                Poll::Ready(ready)
+            }
+            // Backpressure while serving; woken at the trip as well, since a
+            // refusal must not wait for the inner service.
+            Poll::Pending => {
+                if !self
+                    .drain
+                    .poll_tripped(current_slot(), &mut self.waiting, cx)
+                {
+                    return Poll::Pending;
+                }
+                self.refusing = true;
+                Poll::Ready(Ok(()))
+            }
+        }
     }
 
     #[inline]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let rejection = Rejection::new(&req);
+        if self.refusing {
+            // The inner service was not ready: it cannot take this request,
+            // exempt or not, and the caller may not wait for it.
+            self.refusing = false;
+            self.drain.count_refusal(current_slot());
+            return ResponseFuture::refused(Rejection::refused(&req), self.reject.clone());
+        }
         if self.exempt.is_exempt(&RequestHead::new(&req)) {
-            return ResponseFuture::exempt(self.inner.call(req), rejection, self.reject.clone());
+            return ResponseFuture::passed(self.inner.call(req), self.reject.clone());
         }
         match self.drain.try_admit(current_slot()) {
-            Admission::Admitted(guard) => ResponseFuture::admitted(
-                self.inner.call(req),
-                guard,
-                rejection,
-                self.reject.clone(),
-            ),
-            Admission::Refused => ResponseFuture::rejected(rejection, self.reject.clone()),
-            Admission::Stale => {
-                ResponseFuture::exempt(self.inner.call(req), rejection, self.reject.clone())
+            Admission::Admitted(guard) => {
+                let head = Head::of(&req);
+                ResponseFuture::admitted(self.inner.call(req), guard, head, self.reject.clone())
             }
+            Admission::Refused => {
+                ResponseFuture::refused(Rejection::refused(&req), self.reject.clone())
+            }
+            Admission::Stale => ResponseFuture::passed(self.inner.call(req), self.reject.clone()),
         }
     }
 }
@@ -295,6 +341,75 @@ mod tests {
         // Tripped, yet readiness is the inner service's and nothing is counted.
         assert!(svc.poll_ready().is_ready());
         assert_eq!(drain.in_flight(), 0);
+    }
+
+    /// A refusal never waits for the inner service: with a concurrency limit
+    /// held by a slow handler, a request after the trip is answered at once.
+    #[tokio::test]
+    async fn a_refusal_does_not_wait_for_an_inner_service_that_is_not_ready() {
+        let drain = Drain::new();
+        let (mut svc, mut handle) =
+            mock::spawn_layer::<Request<()>, Response<TestBody>, _>(drain.layer());
+        handle.allow(0);
+        assert!(svc.poll_ready().is_pending(), "backpressure while serving");
+
+        drain.trip();
+        assert!(
+            svc.is_woken(),
+            "the wait for readiness is woken at the trip"
+        );
+        assert!(svc.poll_ready().is_ready(), "ready at once once tripped");
+        let res = svc.call(Request::new(())).await.unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            handle.poll_request().is_pending(),
+            "the inner service never saw the request"
+        );
+        assert_eq!(drain.in_flight(), 0);
+
+        // Once the inner service is ready again, the drain refuses as usual.
+        handle.allow(1);
+        assert!(svc.poll_ready().is_ready());
+        let res = svc.call(Request::new(())).await.unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(handle.poll_request().is_pending());
+        let report = drain.shutdown(std::time::Duration::ZERO).await;
+        assert_eq!(report.rejected(), 2);
+    }
+
+    /// An exempt request after the trip still needs the inner service: when
+    /// it is not ready, the request is refused, not passed to it unready and
+    /// not kept waiting.
+    #[tokio::test]
+    async fn an_exempt_request_is_refused_while_the_tripped_inner_service_is_not_ready() {
+        let drain = Drain::new();
+        let (mut svc, mut handle) =
+            mock::spawn_layer::<Request<()>, Response<TestBody>, _>(drain.layer().exempt(|_| true));
+        handle.allow(0);
+        drain.trip();
+        assert!(svc.poll_ready().is_ready());
+        let res = svc.call(Request::new(())).await.unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(handle.poll_request().is_pending());
+
+        handle.allow(1);
+        assert!(svc.poll_ready().is_ready());
+        let answered = svc.call(Request::new(()));
+        let (_, send) = handle.next_request().await.unwrap();
+        send.send_response(Response::new(full("probe")));
+        assert_eq!(answered.await.unwrap().status(), StatusCode::OK);
+    }
+
+    /// A clone has not been polled ready: it does not inherit a refusal
+    /// decided for the service it was cloned from.
+    #[tokio::test]
+    async fn a_clone_starts_unpolled() {
+        let drain = Drain::new();
+        let (_, inner) = counting_service();
+        let mut svc = drain.layer().layer(inner);
+        svc.refusing = true;
+        assert!(!svc.clone().refusing);
+        assert!(svc.clone().waiting.is_none());
     }
 
     #[test]

@@ -147,7 +147,8 @@ impl fmt::Display for HookReport {
 /// own task, so a panic is reported as a failure and a hook that times out
 /// is cancelled.
 pub(super) async fn run(hooks: Vec<Hook>, deadline: Duration) -> Vec<HookReport> {
-    let end = Instant::now() + deadline;
+    // `None`: too far off to come (`Duration::MAX`).
+    let end = Instant::now().checked_add(deadline);
     let mut reports = Vec::with_capacity(hooks.len());
     for Hook {
         name,
@@ -156,7 +157,7 @@ pub(super) async fn run(hooks: Vec<Hook>, deadline: Duration) -> Vec<HookReport>
     } in hooks
     {
         let started = Instant::now();
-        if started >= end {
+        if end.is_some_and(|end| started >= end) {
             crate::event!(warn, hook = %name, "cleanup deadline passed: hook skipped");
             reports.push(HookReport {
                 name,
@@ -166,7 +167,15 @@ pub(super) async fn run(hooks: Vec<Hook>, deadline: Duration) -> Vec<HookReport>
             continue;
         }
         let mut task = tokio::spawn(async move { start().await });
-        let outcome = match tokio::time::timeout_at(end.min(started + timeout), &mut task).await {
+        let until = match (end, started.checked_add(timeout)) {
+            (Some(end), Some(own)) => Some(end.min(own)),
+            (end, own) => end.or(own),
+        };
+        let joined = match until {
+            Some(until) => tokio::time::timeout_at(until, &mut task).await,
+            None => Ok((&mut task).await),
+        };
+        let outcome = match joined {
             Ok(Ok(Ok(()))) => HookOutcome::Finished,
             Ok(Ok(Err(error))) => HookOutcome::Failed(HookError::new(error)),
             Ok(Err(join)) => HookOutcome::Failed(HookError::new(panic_message(join).into())),

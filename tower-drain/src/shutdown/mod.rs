@@ -120,6 +120,12 @@ impl Shutdown {
     /// ending the process. Must be called inside a tokio runtime with I/O
     /// enabled.
     ///
+    /// tokio leaves a signal's handler installed for the rest of the process
+    /// once it has one, so after [`run`](Self::run) returns, SIGTERM and
+    /// SIGINT no longer end the process on their own. Exit soon after `run`
+    /// (return its report from `main`); the examples bound their wait for
+    /// the server to a few seconds for this reason.
+    ///
     /// # Errors
     ///
     /// If a signal handler cannot be installed.

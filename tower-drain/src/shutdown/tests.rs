@@ -278,6 +278,46 @@ async fn server_stop_resolves_if_the_shutdown_is_dropped() {
     stop.await;
 }
 
+/// Every duration setting at its extremes: nothing overflows, nothing
+/// panics, and each still means what it says (`Duration::MAX` is "never").
+#[tokio::test(start_paused = true)]
+async fn settings_of_zero_and_duration_max_run_to_the_end_without_panicking() {
+    for extreme in [Duration::ZERO, Duration::MAX] {
+        let drain = Drain::new();
+        let (tx, body) = channel_body();
+        let res = request(&mut drain.layer().layer(serving(body))).await;
+        let (pull, when) = trigger();
+        let (force, forced) = trigger();
+        let shutdown = Shutdown::with_trigger(&drain, when)
+            .lame_duck(Duration::ZERO)
+            .deadline(extreme)
+            .progress_every(extreme)
+            .cleanup_deadline(extreme)
+            .force_on(forced)
+            .on_cleanup("a hook", extreme, || async { Ok::<_, std::io::Error>(()) });
+        let run = tokio::spawn(shutdown.run());
+        pull.send(()).unwrap();
+        drain.signal().tripped().await;
+        if extreme == Duration::MAX {
+            // No deadline comes: the stream is cut when told to stop.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            assert!(!run.is_finished());
+            force.send(()).unwrap();
+        }
+        let reading = tokio::spawn(res.into_body().collect());
+        let report = run.await.expect("the sequence panicked");
+        assert_eq!(report.drain().cut(), 1, "{report}");
+        assert!(reading.await.unwrap().is_err(), "the client sees the cut");
+        let hook = &report.hooks()[0];
+        if extreme == Duration::ZERO {
+            assert!(matches!(hook.outcome(), HookOutcome::Skipped), "{hook}");
+        } else {
+            assert!(hook.is_finished(), "{hook}");
+        }
+        drop(tx);
+    }
+}
+
 #[test]
 fn shutdown_and_its_report_are_send() {
     fn send<T: Send>() {}

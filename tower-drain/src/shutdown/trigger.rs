@@ -47,12 +47,18 @@ pub(super) async fn second(trigger: &mut Trigger, force_on: Option<BoxFuture>) {
 }
 
 /// The process's stop signals, with their handlers installed.
+///
+/// tokio keeps a handler installed for the life of the process once it has
+/// one: after the sequence, these signals no longer end the process by
+/// themselves (see [`Shutdown::on_signals`](super::Shutdown::on_signals)).
 #[cfg(all(feature = "signal", not(loom)))]
 pub(super) struct Signals {
     #[cfg(unix)]
     terminate: tokio::signal::unix::Signal,
     #[cfg(unix)]
     interrupt: tokio::signal::unix::Signal,
+    #[cfg(windows)]
+    ctrl_c: tokio::signal::windows::CtrlC,
 }
 
 #[cfg(all(feature = "signal", not(loom)))]
@@ -68,8 +74,10 @@ impl Signals {
                 interrupt: signal(SignalKind::interrupt())?,
             })
         }
-        #[cfg(not(unix))]
-        Ok(Self {})
+        #[cfg(windows)]
+        Ok(Self {
+            ctrl_c: tokio::signal::windows::ctrl_c()?,
+        })
     }
 
     async fn recv(&mut self) {
@@ -92,10 +100,10 @@ impl Signals {
             })
             .await
         }
-        #[cfg(not(unix))]
+        #[cfg(windows)]
         {
-            // Ctrl-C; on failure to listen, never fire rather than fire at once.
-            if tokio::signal::ctrl_c().await.is_err() {
+            // `None`: the listener is gone; never fire rather than fire now.
+            if self.ctrl_c.recv().await.is_none() {
                 pending::<()>().await;
             }
             crate::event!(info, "Ctrl-C received");

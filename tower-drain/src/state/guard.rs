@@ -44,8 +44,9 @@ impl Guard {
         self.slot.word.load(Ordering::Relaxed) & TRIPPED != 0
     }
 
+    /// The deadline has passed: this request is to be cut.
     #[inline]
-    fn is_forced(&self) -> bool {
+    pub(crate) fn is_forced(&self) -> bool {
         self.slot.word.load(Ordering::Acquire) & FORCED != 0
     }
 

@@ -130,6 +130,8 @@ impl Block {
     /// A new block with room for `slots` shards (rounded up to a power of
     /// two), placed for good: blocks are never freed (see `pool.rs`).
     pub(crate) fn leak(slots: usize) -> &'static Self {
+        #[cfg(all(test, not(loom)))]
+        pool::tests::LEAKED.with(|n| n.set(n.get() + 1));
         let block: &'static Block = Box::leak(Box::new(Block::new(slots)));
         for slot in block.slots.iter() {
             let _ = slot.block.set(block);
@@ -166,7 +168,9 @@ impl Block {
             if word & GENERATION != generation {
                 return Admission::Stale;
             }
-            if word & TRIPPED != 0 {
+            // Full: one more would carry into the generation. (2^38 requests
+            // at once on one slot on 64-bit targets; 2^22 on 32-bit ones.)
+            if word & TRIPPED != 0 || word & COUNT == COUNT {
                 slot.rejected.fetch_add(1, Ordering::Relaxed);
                 return Admission::Refused;
             }
@@ -179,6 +183,23 @@ impl Block {
                 Ok(_) => return Admission::Admitted(Guard::new(slot)),
                 Err(actual) => word = actual,
             }
+        }
+    }
+
+    /// Whether the drain of `generation` has tripped, as slot `index` shows
+    /// it; `None` if the block serves another drain now (that one is gone).
+    #[inline]
+    pub(crate) fn tripped(&self, index: usize, generation: usize) -> Option<bool> {
+        let word = self.slots[index & self.mask].word.load(Ordering::Acquire);
+        (word & GENERATION == generation).then_some(word & TRIPPED != 0)
+    }
+
+    /// Counts a request refused without an admission attempt (see
+    /// `DrainService::poll_ready`), if `generation` is still this block's.
+    pub(crate) fn count_refusal(&self, index: usize, generation: usize) {
+        let slot = &self.slots[index & self.mask];
+        if slot.word.load(Ordering::Relaxed) & GENERATION == generation {
+            slot.rejected.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -209,10 +230,13 @@ impl Block {
     /// Returns `true` for the call that forced the drain.
     pub(crate) fn force(&self) -> bool {
         self.trip();
+        // The flag before the slot bits: a guard that sees its bit knows
+        // that a `DrainSignal` (a body wrapper inside the layer) sees the
+        // flag, so both judge a frame alike.
+        let first = !self.forced.swap(true, Ordering::AcqRel);
         for slot in self.slots.iter() {
             slot.word.fetch_or(FORCED, Ordering::AcqRel);
         }
-        let first = !self.forced.swap(true, Ordering::AcqRel);
         if first {
             for slot in self.slots.iter() {
                 // Woken outside the lock: a waker may poll its task in place,
@@ -319,4 +343,32 @@ pub(crate) fn current_slot() -> usize {
 fn slots_for_this_machine() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     (cores * 2).clamp(2, 128)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::{Admission, Block, COUNT, GENERATION, ONE};
+    use crate::sync::Ordering;
+
+    /// A slot whose count is full refuses rather than carry into the
+    /// generation bits (2^22 requests at once on one slot of a 32-bit
+    /// target would have done so).
+    #[test]
+    fn a_full_slot_refuses_instead_of_overflowing_into_the_generation() {
+        let block = Block::leak(1);
+        let generation = block.generation();
+        let slot = &block.slots[0];
+        slot.word
+            .store(generation | (COUNT - ONE), Ordering::Relaxed);
+        let last = match block.try_admit(0, generation) {
+            Admission::Admitted(guard) => guard,
+            _ => panic!("one more fits"),
+        };
+        assert!(matches!(block.try_admit(0, generation), Admission::Refused));
+        assert_eq!(slot.word.load(Ordering::Relaxed) & GENERATION, generation);
+        assert_eq!(block.rejected(), 1);
+        drop(last);
+        assert!(!block.is_tripped(), "a full slot is not a trip");
+        slot.word.store(generation, Ordering::Relaxed);
+    }
 }

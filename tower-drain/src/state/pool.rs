@@ -5,7 +5,9 @@
 //! every request, which is exactly what the sharded slots avoid. So a block is
 //! never freed. When its last [`Handle`] is dropped it goes back to this pool,
 //! and a later `Drain::new` reuses it once every request it admitted has ended.
-//! The memory kept is bounded by the largest number of drains alive at once.
+//! The memory kept is bounded by the largest number of drains alive at once,
+//! plus those whose requests never end; `Drain::new` takes the same time
+//! however many of those there are (see [`Retired`]).
 //!
 //! Services do not count. A service is cloned per request where axum routes
 //! it, and a count would be one more shared cache line written by every core
@@ -21,14 +23,66 @@
 //! its drain across that many reuses of its block could count into a later
 //! drain.
 
+use std::collections::VecDeque;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Mutex, PoisonError};
+use std::task::Context;
 
-use super::{count, slots_for_this_machine, Admission, Block, GENERATION, GENERATION_SHIFT};
+use super::{
+    count, slots_for_this_machine, Admission, Block, Event, Wait, GENERATION, GENERATION_SHIFT,
+};
 use crate::sync::{fence, Ordering};
 
-/// Blocks whose handles are all gone; some may still carry in-flight requests.
-static RETIRED: Mutex<Vec<&'static Block>> = Mutex::new(Vec::new());
+/// Blocks whose handles are all gone, waiting for a new drain.
+static RETIRED: Mutex<Retired> = Mutex::new(Retired {
+    idle: Vec::new(),
+    pinned: VecDeque::new(),
+});
+
+/// The pool. A block retired with nothing in flight is *idle*, and almost
+/// always reusable; one retired with requests still in flight is *pinned*
+/// until they end. `Drain::new` costs the same whatever is pinned: it takes
+/// an idle block, and looks again at one pinned block only, the
+/// longest-waiting, so that each pinned block is retried in turn.
+struct Retired {
+    idle: Vec<&'static Block>,
+    pinned: VecDeque<&'static Block>,
+}
+
+impl Retired {
+    fn take(&mut self) -> Option<&'static Block> {
+        // A service of an old drain may have admitted into an idle block
+        // since it was retired; such a block waits with the pinned ones. Each
+        // block moves so at most once per retirement, so the loop costs O(1)
+        // per `Drain::new`, amortised.
+        while let Some(block) = self.idle.pop() {
+            if block.recycle() {
+                return Some(block);
+            }
+            self.pinned.push_back(block);
+        }
+        let block = self.pinned.pop_front()?;
+        if block.recycle() {
+            return Some(block);
+        }
+        self.pinned.push_back(block);
+        None
+    }
+
+    fn retire(&mut self, block: &'static Block) {
+        if block.in_flight() == 0 {
+            self.idle.push(block);
+        } else {
+            self.pinned.push_back(block);
+        }
+    }
+}
+
+fn retired() -> std::sync::MutexGuard<'static, Retired> {
+    RETIRED.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// A counted reference to a block: what `Drain`, `DrainSignal` and
 /// `DrainLayer` hold. It counts like an `Arc`, but on the last drop the block
@@ -39,15 +93,10 @@ pub(crate) struct Handle {
 
 impl Handle {
     pub(crate) fn new() -> Self {
-        let mut retired = RETIRED.lock().unwrap_or_else(PoisonError::into_inner);
-        // A retired block has no handle left, but services of its drain may
-        // still admit into it: it moves on only with nothing in flight.
-        let reusable = retired.iter().position(|block| block.recycle());
-        let block = match reusable {
-            Some(i) => retired.swap_remove(i),
-            None => Block::leak(slots_for_this_machine()),
-        };
-        Self { block }
+        let reused = retired().take();
+        Self {
+            block: reused.unwrap_or_else(|| Block::leak(slots_for_this_machine())),
+        }
     }
 
     #[inline]
@@ -79,6 +128,37 @@ impl ServiceRef {
     pub(crate) fn try_admit(&self, index: usize) -> Admission {
         self.block.try_admit(index, self.generation)
     }
+
+    /// Whether the drain has tripped. If it has not, the task in `cx` is
+    /// woken when it does, through `waiting` (made here on first use, kept
+    /// for the next call). A drain that is gone never trips.
+    pub(crate) fn poll_tripped(
+        &self,
+        index: usize,
+        waiting: &mut Option<Pin<Box<Wait>>>,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        loop {
+            match self.block.tripped(index, self.generation) {
+                Some(true) => return true,
+                None => return false,
+                Some(false) => {}
+            }
+            let wait =
+                waiting.get_or_insert_with(|| Box::pin(Wait::new(self.block, Event::Tripped)));
+            if wait.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            // The block has tripped: this drain (checked again above), or,
+            // once it is gone, a later one (`None` above).
+            *waiting = None;
+        }
+    }
+
+    /// Counts a request refused without an admission attempt.
+    pub(crate) fn count_refusal(&self, index: usize) {
+        self.block.count_refusal(index, self.generation);
+    }
 }
 
 impl fmt::Debug for ServiceRef {
@@ -97,6 +177,8 @@ impl Block {
     /// back to that of `Block::new`. Fails, leaving the block to its old
     /// drain, if any slot has a request in flight.
     pub(crate) fn recycle(&self) -> bool {
+        #[cfg(all(test, not(loom)))]
+        tests::RECYCLE_ATTEMPTS.with(|n| n.set(n.get() + 1));
         let old = self.generation();
         let next = old.wrapping_add(1 << GENERATION_SHIFT) & GENERATION;
         let mut previous = Vec::with_capacity(self.slots.len());
@@ -155,15 +237,73 @@ impl Drop for Handle {
             return;
         }
         fence(Ordering::Acquire);
-        RETIRED
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(self.block);
+        retired().retire(self.block);
     }
 }
 
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.block.fmt(f)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+pub(super) mod tests {
+    use std::cell::Cell;
+
+    use crate::test_support::{request, streaming};
+    use crate::Drain;
+
+    std::thread_local! {
+        /// `Block::recycle` calls made on this thread.
+        pub(super) static RECYCLE_ATTEMPTS: Cell<usize> = const { Cell::new(0) };
+        /// Blocks placed (never freed) on this thread.
+        pub(crate) static LEAKED: Cell<usize> = const { Cell::new(0) };
+    }
+
+    fn leaked() -> usize {
+        LEAKED.with(Cell::get)
+    }
+
+    fn attempts() -> usize {
+        RECYCLE_ATTEMPTS.with(Cell::get)
+    }
+
+    /// A request that never ends pins its block; new drains must not pay for
+    /// every pinned block (each `Drain::new` used to try them all, under one
+    /// global lock).
+    #[tokio::test]
+    async fn a_new_drain_looks_at_a_bounded_number_of_pinned_blocks() {
+        const PINNED: usize = 2000;
+        let mut never_ending = Vec::with_capacity(PINNED);
+        for _ in 0..PINNED {
+            let drain = Drain::new();
+            never_ending.push(streaming(&drain).await);
+            // The drain's last handle goes: its block is retired, pinned.
+        }
+        let mut drains = Vec::new();
+        for _ in 0..500 {
+            let before = attempts();
+            drains.push(Drain::new());
+            // One pinned block, plus any idle ones that turned out busy
+            // (other tests retire blocks too): a handful, never thousands.
+            assert!(attempts() - before <= 3, "{} attempts", attempts() - before);
+        }
+        // Once their requests end, the pinned blocks are reused, not
+        // replaced by new ones.
+        drop(never_ending);
+        drop(drains);
+        let leaked_before = leaked();
+        let mut fresh = Vec::with_capacity(PINNED);
+        for _ in 0..PINNED {
+            let drain = Drain::new();
+            let (_, inner) = crate::test_support::counting_service();
+            let res = request(&mut tower::Layer::layer(&drain.layer(), inner)).await;
+            assert_eq!(res.status(), http::StatusCode::OK);
+            fresh.push(drain);
+        }
+        // (Tests running beside this one may take a few.)
+        let placed = leaked() - leaked_before;
+        assert!(placed < PINNED / 10, "{placed} new blocks");
     }
 }
