@@ -1,17 +1,17 @@
-//! gRPC server streams: at the trip, the stream ends after the last complete
-//! length-prefixed message, with `grpc-status: 14` trailers, whatever the
-//! message sizes, the chunking and the trip point. Never inside a message.
+//! gRPC server streams: after the trip, the stream ends where the
+//! application waits after a complete length-prefixed message, with
+//! `grpc-status: 14` trailers, whatever the message sizes, the chunking, the
+//! waits and the trip point. Never inside a message, and never before what
+//! the application had ready.
 
 use bytes::{Buf, Bytes};
-use futures_util::FutureExt;
 use http::{header, HeaderMap};
-use http_body_util::BodyExt;
 use proptest::prelude::*;
 use tower_drain::Drain;
 use tower_drain_sse::SseDrainLayer;
 
 mod common;
-use common::Parts;
+use common::{Part, Stop};
 
 fn encode(messages: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -40,46 +40,50 @@ fn decode(mut bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
     Some(messages)
 }
 
-/// The frames out of the layer: data, then what ended the stream.
-fn run(parts: Parts, trip_after: usize) -> (Vec<Bytes>, Option<HeaderMap>) {
+/// The frames out of the layer: data, then what ended the stream, and
+/// whether it ended.
+fn run(parts: Vec<Part>, trip_after: usize) -> (Vec<Bytes>, Option<HeaderMap>, Stop) {
     let drain = Drain::new();
     let layer = SseDrainLayer::new(drain.signal());
-    let mut body = std::pin::pin!(common::through(&layer, "application/grpc", parts));
-    let (mut data, mut trailers, mut polled) = (Vec::new(), None, 0);
-    loop {
-        if polled == trip_after {
+    let body = std::pin::pin!(common::through(&layer, "application/grpc", parts));
+    let (frames, stop) = common::drive(body, |received| {
+        if received == trip_after {
             drain.trip();
         }
-        polled += 1;
-        match body
-            .frame()
-            .now_or_never()
-            .expect("in-memory body never waits")
-        {
-            Some(frame) => match frame.unwrap().into_data() {
-                Ok(bytes) => data.push(bytes),
-                Err(frame) => {
-                    assert!(trailers.is_none(), "one trailers frame at most");
-                    trailers = Some(frame.into_trailers().unwrap());
-                }
-            },
-            None => return (data, trailers),
+    });
+    let (mut data, mut trailers) = (Vec::new(), None);
+    for frame in frames {
+        match frame.into_data() {
+            Ok(bytes) => data.push(bytes),
+            Err(frame) => {
+                assert!(trailers.is_none(), "one trailers frame at most");
+                trailers = Some(frame.into_trailers().unwrap());
+            }
         }
     }
+    (data, trailers, stop)
 }
 
-fn chunks(bytes: &[u8], ends: &[usize]) -> Parts {
+/// The chunks of `bytes` ending at `ends`, the application waiting after
+/// those marked in `waits`, then running on forever (a server stream that
+/// has not ended).
+fn chunks(bytes: &[u8], ends: &[usize], waits: &[bool]) -> Vec<Part> {
+    let mut parts = Vec::new();
     let mut start = 0;
-    ends.iter()
-        .map(|&end| {
-            let chunk = Bytes::copy_from_slice(&bytes[start..end]);
-            start = end;
-            Ok(chunk)
-        })
-        .collect()
+    for (&end, &wait) in ends.iter().zip(waits) {
+        parts.push(Part::Data(Bytes::copy_from_slice(&bytes[start..end])));
+        if wait && end < bytes.len() {
+            parts.push(Part::Wait);
+        }
+        start = end;
+    }
+    parts.push(Part::Hang);
+    parts
 }
 
-fn case() -> impl Strategy<Value = (Vec<Vec<u8>>, Vec<usize>, usize)> {
+type Case = (Vec<Vec<u8>>, Vec<usize>, Vec<bool>, usize);
+
+fn case() -> impl Strategy<Value = Case> {
     proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..8)
         .prop_flat_map(|messages| {
             let len = encode(&messages).len();
@@ -92,7 +96,12 @@ fn case() -> impl Strategy<Value = (Vec<Vec<u8>>, Vec<usize>, usize)> {
             let mut ends: Vec<usize> = cuts.into_iter().collect();
             ends.push(encode(&messages).len());
             let n = ends.len();
-            (Just(messages), Just(ends), 0..=n)
+            (
+                Just(messages),
+                Just(ends),
+                proptest::collection::vec(any::<bool>(), n),
+                0..=n,
+            )
         })
 }
 
@@ -100,9 +109,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: common::cases(), ..ProptestConfig::default() })]
 
     #[test]
-    fn grpc_stream_ends_after_a_complete_message((messages, ends, trip_after) in case()) {
+    fn grpc_stream_ends_after_a_complete_message_where_it_waits(
+        (messages, ends, waits, trip_after) in case(),
+    ) {
         let bytes = encode(&messages);
-        let (data, trailers) = run(chunks(&bytes, &ends), trip_after);
+        let (data, trailers, stop) = run(chunks(&bytes, &ends, &waits), trip_after);
+        prop_assert_eq!(stop, Stop::Ended);
 
         let passed = data.concat();
         prop_assert_eq!(&passed[..], &bytes[..passed.len()], "bytes intact");
@@ -111,36 +123,47 @@ proptest! {
         let trailers = trailers.expect("ends with trailers");
         prop_assert_eq!(&trailers["grpc-status"], "14");
 
-        // The first chunk end at or after the trip that completes a message.
-        let trip_at = ends[..trip_after].last().copied().unwrap_or(0);
-        let first_boundary = ends
-            .iter()
-            .copied()
-            .chain([0])
-            .filter(|&q| q >= trip_at && decode(&bytes[..q]).is_some())
-            .min()
-            .unwrap();
-        prop_assert_eq!(passed.len(), first_boundary);
+        // The first chunk end at or after the trip where the application
+        // waits (after the last chunk it waits for good) and a message is
+        // complete: what it had ready before that was delivered.
+        let n = ends.len();
+        let first = (trip_after.max(1)..=n)
+            .find(|&chunk| {
+                (chunk == n || waits[chunk - 1]) && decode(&bytes[..ends[chunk - 1]]).is_some()
+            })
+            .map(|chunk| ends[chunk - 1])
+            .expect("the last chunk ends the last message");
+        prop_assert_eq!(passed.len(), first);
     }
 }
 
+/// A call whose last message and status are ready when the drain trips
+/// completes with its own status (a unary answer, or the end of a stream):
+/// the client would otherwise retry a call that already ran.
 #[test]
-fn application_trailers_are_never_followed_by_the_drains() {
-    let bytes = encode(&[b"done".to_vec()]);
+fn a_call_that_ends_by_itself_keeps_its_own_status() {
+    let bytes = Bytes::from(encode(&[b"done".to_vec()]));
     let mut ok = HeaderMap::new();
     ok.insert("grpc-status", header::HeaderValue::from_static("0"));
-    let parts: Parts = vec![Ok(Bytes::from(bytes)), Err(ok)];
-    for trip_after in 0..=3 {
-        let (data, trailers) = run(parts.clone(), trip_after);
-        let trailers = trailers.unwrap();
-        let status = &trailers["grpc-status"];
-        match trip_after {
-            0 => assert!(data.is_empty() && status == "14", "tripped before anything"),
-            // Between the last message and the application's trailers: a
-            // boundary, so the drain's end comes first.
-            1 => assert!(data.len() == 1 && status == "14"),
-            // The application's trailers passed: its end stands, nothing follows.
-            _ => assert!(data.len() == 1 && status == "0", "trip after {trip_after}"),
-        }
+    let ready = vec![Part::Data(bytes.clone()), Part::Trailers(ok.clone())];
+    for trip_after in 0..=2 {
+        let (data, trailers, stop) = run(ready.clone(), trip_after);
+        assert_eq!((data, stop), (vec![bytes.clone()], Stop::Ended));
+        assert_eq!(
+            trailers.unwrap()["grpc-status"],
+            "0",
+            "trip after {trip_after}"
+        );
     }
+
+    // If it waits between its last message and its status, the drain ends
+    // it there, at a message boundary.
+    let waiting = vec![Part::Data(bytes.clone()), Part::Wait, Part::Trailers(ok)];
+    let (data, trailers, _) = run(waiting.clone(), 1);
+    assert_eq!(data, vec![bytes.clone()]);
+    assert_eq!(trailers.unwrap()["grpc-status"], "14");
+    // Tripped after its status passed: its end stands, nothing follows.
+    let (_, trailers, stop) = run(waiting, 2);
+    assert_eq!(stop, Stop::Ended);
+    assert_eq!(trailers.unwrap()["grpc-status"], "0");
 }

@@ -199,7 +199,7 @@ async fn s3_stream_is_woken_by_the_trip_not_a_timer() {
 }
 
 #[tokio::test]
-async fn s3_an_event_in_progress_finishes_before_the_terminal_frame() {
+async fn s3_an_event_in_progress_and_what_is_ready_go_out_before_the_terminal_frame() {
     let drain = Drain::new();
     let mut s = serve(SseDrainLayer::new(drain.signal()), "text/event-stream").await;
     s.chunks.send("data: par".into()).unwrap();
@@ -209,19 +209,22 @@ async fn s3_an_event_in_progress_finishes_before_the_terminal_frame() {
         ready_frames(&mut s.body).0.is_empty(),
         "mid-event: waits for the rest"
     );
+    // The rest of the event, and more the application has ready: all of it
+    // goes out (frames pass whole, never split), and the stream ends where
+    // the application next waits.
     s.chunks.send("t\n".into()).unwrap();
-    // This frame completes the event and carries a whole next one: frames
-    // are never split (no copy), so it passes whole, and the stream ends
-    // after it, at the first frame end that is a boundary.
     s.chunks.send("\ndata: next\n\n".into()).unwrap();
-    s.chunks.send("data: never sent\n\n".into()).unwrap();
+    s.chunks.send("data: ready too\n\n".into()).unwrap();
     let (rest, ended) = ready_frames(&mut s.body);
     assert!(ended);
     out.extend(rest);
     let events = parse(&out);
     let datas: Vec<_> = events.iter().map(|e| e.data.as_str()).collect();
-    assert_eq!(&datas[..2], ["part", "next"]);
-    assert_eq!((events.len(), events[2].event.as_str()), (3, "end"));
+    assert_eq!(&datas[..3], ["part", "next", "ready too"]);
+    assert_eq!((events.len(), events[3].event.as_str()), (4, "end"));
+    s.chunks
+        .send("data: too late\n\n".into())
+        .expect_err("the generator is dropped with the stream");
 }
 
 #[tokio::test(start_paused = true)]
@@ -446,4 +449,138 @@ async fn drain_layer_counts_until_the_terminal_frame_is_out() {
     assert_eq!(drain.in_flight(), 0);
     let drained: Pin<Box<dyn Future<Output = ()>>> = Box::pin(drain.drained());
     drained.await;
+}
+
+/// What the application has ready is delivered, even when first asked for
+/// after the trip: a complete answer is never replaced by the terminal frame.
+#[tokio::test]
+async fn a_complete_answer_first_polled_after_the_trip_arrives_whole() {
+    let drain = Drain::new();
+    let mut s = serve(SseDrainLayer::new(drain.signal()), "application/x-ndjson").await;
+    s.chunks.send("{\"n\":1}\n".into()).unwrap();
+    s.chunks.send("{\"n\":2}\n".into()).unwrap();
+    drop(s.chunks);
+    drain.trip();
+    let (out, ended) = ready_frames(&mut s.body);
+    assert!(ended);
+    assert_eq!(
+        out.concat(),
+        b"{\"n\":1}\n{\"n\":2}\n"[..],
+        "no terminal line"
+    );
+}
+
+/// A stream that always has an event ready never waits, so the trip alone
+/// does not end it; the drain deadline does, at a boundary, with the
+/// terminal frame (not a cut).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_ready_stream_ends_with_its_terminal_frame_at_the_deadline() {
+    let drain = Drain::new();
+    let svc = tower::ServiceBuilder::new()
+        .layer(drain.layer())
+        .layer(SseDrainLayer::new(drain.signal()))
+        .service(tower::service_fn(|_req: Request<()>| async {
+            let events = stream::repeat_with(|| {
+                Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"data: token\n\n")))
+            });
+            let mut res = Response::new(StreamBody::new(events));
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/event-stream"),
+            );
+            Ok::<_, Infallible>(res)
+        }));
+    let res = svc.oneshot(Request::new(())).await.unwrap();
+    let client = tokio::spawn(async move {
+        let mut body = Box::pin(res.into_body());
+        let (mut tokens, mut last) = (0u64, Bytes::new());
+        while let Some(frame) = body.frame().await {
+            last = frame.expect("ended cleanly, not cut").into_data().unwrap();
+            tokens += 1;
+            if tokens % 64 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        (tokens, last)
+    });
+    while drain.in_flight() == 0 {
+        tokio::task::yield_now().await;
+    }
+    drain.trip();
+    tokio::task::yield_now().await;
+    assert_eq!(
+        drain.in_flight(),
+        1,
+        "ready events keep flowing after the trip"
+    );
+
+    let report = drain.shutdown(Duration::ZERO).await;
+    let (tokens, last) = tokio::time::timeout(Duration::from_secs(20), client)
+        .await
+        .expect("the stream ended")
+        .unwrap();
+    assert!(tokens > 1);
+    assert!(last.starts_with(b"event: end\n"), "{last:?}");
+    assert_eq!((report.cut(), report.unfinished()), (0, 0), "{report}");
+}
+
+/// The grace timer is tokio's. Polled with no tokio runtime around (another
+/// executor), a stream ends as if the grace were zero instead of panicking.
+#[test]
+fn grace_outside_a_tokio_runtime_is_no_grace() {
+    let drain = Drain::new();
+    let layer = SseDrainLayer::new(drain.signal()).grace(Duration::from_secs(60));
+    let (alive, _generator_dropped) = oneshot::channel();
+    let (chunks, body) = generator(alive);
+    let mut body = Some(body);
+    let svc = layer.layer(tower::service_fn(move |_req: Request<()>| {
+        let mut res = Response::new(body.take().expect("one request"));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/event-stream"),
+        );
+        std::future::ready(Ok::<_, Infallible>(res))
+    }));
+    let res = svc
+        .oneshot(Request::new(()))
+        .now_or_never()
+        .unwrap()
+        .unwrap();
+    let mut body = Box::pin(res.into_body());
+    chunks.send("data: a\n\n".into()).unwrap();
+    assert!(body.frame().now_or_never().is_some());
+    drain.trip();
+    let terminal = body.frame().now_or_never().unwrap().unwrap().unwrap();
+    assert!(terminal.into_data().unwrap().starts_with(b"event: end"));
+}
+
+/// A stream dropped unfinished after the deadline tells the hook from its
+/// `Drop`. If that drop happens while the thread unwinds from another panic,
+/// a hook that panics too must not abort the process.
+#[tokio::test(start_paused = true)]
+async fn a_hook_that_panics_in_a_drop_during_a_panic_does_not_abort() {
+    let drain = Drain::new();
+    let layer = tower::layer::layer_fn({
+        let drain = drain.clone();
+        move |svc| {
+            drain.layer().layer(
+                SseDrainLayer::new(drain.signal())
+                    .on_cut(|_| panic!("the hook failed"))
+                    .layer(svc),
+            )
+        }
+    });
+    let mut s = serve(layer, "text/event-stream").await;
+    s.chunks.send("data: half an ev".into()).unwrap();
+    ready_frames(&mut s.body);
+    let report = drain.shutdown(Duration::ZERO).await;
+    assert!(drain.signal().is_forced(), "{report}");
+
+    let body = s.body;
+    let unwinding = std::thread::spawn(move || {
+        let _body = body;
+        panic!("the handler failed");
+    });
+    let panic = unwinding.join().unwrap_err();
+    assert_eq!(panic.downcast_ref::<&str>(), Some(&"the handler failed"));
 }

@@ -1,6 +1,7 @@
-//! S1: the terminal frame lands only at an event boundary, whatever the
-//! events, the chunking and the trip point, as judged by an independent
-//! WHATWG parser (`eventsource-stream`), not by this crate's scanner.
+//! S1: the terminal frame lands only where the application would wait, and
+//! only at an event boundary, whatever the events, the chunking, the waits
+//! and the trip point, as judged by an independent WHATWG parser
+//! (`eventsource-stream`), not by this crate's scanner.
 //!
 //! For every case, with `p` the bytes of the application's stream that went
 //! out before the terminal frame:
@@ -8,20 +9,23 @@
 //!   every event passed arrives byte for byte;
 //! - parsed, it is the events of `stream[..p]` and then the terminal event:
 //!   no partial event was completed by, or merged into, the terminal frame;
-//! - every event completed before the trip is among them;
-//! - the frame came at the first chunk end after the trip that was a boundary.
+//! - `p` is the first place at or after the trip where the application
+//!   waits and the stream is at a boundary: everything the application had
+//!   ready was delivered;
+//! - with no such place, the stream ends by itself, whole, with no terminal
+//!   frame.
 
 use std::convert::Infallible;
 
 use bytes::Bytes;
 use eventsource_stream::{Event, Eventsource};
 use futures_util::{stream, FutureExt, StreamExt};
-use http_body_util::BodyExt;
 use proptest::prelude::*;
 use tower_drain::Drain;
 use tower_drain_sse::SseDrainLayer;
 
 mod common;
+use common::{Part, Stop};
 
 /// Parses a whole byte stream with the independent parser.
 fn parse(bytes: &[u8]) -> Vec<Event> {
@@ -197,9 +201,47 @@ impl SseEvent {
     }
 }
 
-/// The stream, its chunk ends (sorted, last = len), and after how many chunks
-/// the drain trips.
-fn case() -> impl Strategy<Value = (Vec<u8>, Vec<usize>, usize)> {
+/// A stream cut into chunks: the bytes, the chunk ends (sorted, last =
+/// len), whether the application waits after each chunk, and whether it
+/// ends by itself after the last one (or would run on forever).
+#[derive(Clone, Debug)]
+struct Stream {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+    waits: Vec<bool>,
+    ends_by_itself: bool,
+}
+
+impl Stream {
+    /// Where the application waits: after a chunk it waits after, and after
+    /// the last one if it never ends by itself.
+    fn waits_at(&self, chunk: usize) -> bool {
+        if chunk == self.ends.len() {
+            !self.ends_by_itself
+        } else {
+            self.waits[chunk - 1]
+        }
+    }
+
+    fn parts(&self) -> Vec<Part> {
+        let mut parts = Vec::new();
+        let mut start = 0;
+        for (&end, &wait) in self.ends.iter().zip(&self.waits) {
+            parts.push(Part::Data(Bytes::copy_from_slice(&self.bytes[start..end])));
+            if wait && end < self.bytes.len() {
+                parts.push(Part::Wait);
+            }
+            start = end;
+        }
+        if !self.ends_by_itself {
+            parts.push(Part::Hang);
+        }
+        parts
+    }
+}
+
+/// A stream, and after how many chunks the drain trips.
+fn case() -> impl Strategy<Value = (Stream, usize)> {
     proptest::collection::vec(event(), 1..8)
         .prop_map(|events| {
             let (mut out, mut flip) = (Vec::new(), false);
@@ -217,60 +259,78 @@ fn case() -> impl Strategy<Value = (Vec<u8>, Vec<usize>, usize)> {
             let mut ends: Vec<usize> = cuts.into_iter().collect();
             ends.push(bytes.len());
             let chunks = ends.len();
-            (Just(bytes), Just(ends), 0..=chunks)
+            (
+                Just(bytes),
+                Just(ends),
+                proptest::collection::vec(any::<bool>(), chunks),
+                any::<bool>(),
+                0..=chunks,
+            )
+        })
+        .prop_map(|(bytes, ends, waits, ends_by_itself, trip_after)| {
+            let stream = Stream {
+                bytes,
+                ends,
+                waits,
+                ends_by_itself,
+            };
+            (stream, trip_after)
         })
 }
 
 /// Runs the stream through the layer, tripping after `trip_after` frames.
 /// With `hook`, the layer counts what passes (the hook reads it); without,
 /// it checks frames at their tails where it can. Both must frame alike.
-fn run(stream_bytes: &[u8], ends: &[usize], trip_after: usize, hook: bool) -> Vec<Bytes> {
+fn run(stream: &Stream, trip_after: usize, hook: bool) -> (Vec<Bytes>, Stop) {
     let drain = Drain::new();
-    let mut start = 0;
-    let chunks: Vec<Bytes> = ends
-        .iter()
-        .map(|&end| {
-            let chunk = Bytes::copy_from_slice(&stream_bytes[start..end]);
-            start = end;
-            chunk
-        })
-        .collect();
     let mut layer = SseDrainLayer::new(drain.signal());
     if hook {
         layer = layer.on_cut(|cut| assert!(cut.bytes() > 0 || cut.events() == 0));
     }
-    let parts = chunks.into_iter().map(Ok).collect();
-    let mut body = std::pin::pin!(common::through(&layer, "text/event-stream", parts));
-    let mut out = Vec::new();
-    loop {
-        if out.len() == trip_after {
+    let body = std::pin::pin!(common::through(&layer, "text/event-stream", stream.parts()));
+    let (frames, stop) = common::drive(body, |received| {
+        if received == trip_after {
             drain.trip();
         }
-        match body
-            .frame()
-            .now_or_never()
-            .expect("in-memory body never waits")
-        {
-            Some(frame) => out.push(frame.unwrap().into_data().unwrap()),
-            None => return out,
-        }
-    }
+    });
+    let data = frames
+        .into_iter()
+        .map(|frame| frame.into_data().expect("SSE is data frames only"))
+        .collect();
+    (data, stop)
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: common::cases(), ..ProptestConfig::default() })]
 
     #[test]
-    fn s1_terminal_frame_only_at_an_event_boundary((bytes, ends, trip_after) in case(), hook in any::<bool>()) {
-        let out = run(&bytes, &ends, trip_after, hook);
-        let all = events_in(&bytes);
+    fn s1_terminal_frame_only_where_the_stream_waits_at_an_event_boundary(
+        (stream, trip_after) in case(),
+        hook in any::<bool>(),
+    ) {
+        let (out, stop) = run(&stream, trip_after, hook);
+        let bytes = &stream.bytes;
+        let all = events_in(bytes);
 
+        // Where the oracle says the stream must end: the first chunk end at
+        // or after the trip where the application waits at a boundary.
+        let due = (trip_after.max(1)..=stream.ends.len())
+            .find(|&chunk| stream.waits_at(chunk) && is_boundary(&bytes[..stream.ends[chunk - 1]]))
+            .map(|chunk| stream.ends[chunk - 1]);
+
+        let Some(p) = due else {
+            // Never waiting at a boundary after the trip: the whole stream,
+            // as the application sent it, ended as it ended.
+            prop_assert_eq!(&out.concat()[..], &bytes[..]);
+            prop_assert_eq!(stop, if stream.ends_by_itself { Stop::Ended } else { Stop::Hangs });
+            return Ok(());
+        };
+        prop_assert_eq!(stop, Stop::Ended);
         let Some((terminal, passed)) = out.split_last() else {
             panic!("the stream ended without a terminal frame")
         };
         prop_assert!(terminal.starts_with(b"event: end\n"), "{terminal:?}");
-        let p: usize = passed.iter().map(Bytes::len).sum();
-        prop_assert_eq!(&passed.concat()[..], &bytes[..p], "passed bytes intact");
+        prop_assert_eq!(&passed.concat()[..], &bytes[..p], "passed bytes intact, up to the wait");
 
         let mut expected = events_in(&bytes[..p]);
         prop_assert_eq!(&expected[..], &all[..expected.len()], "a prefix of the stream's events");
@@ -281,24 +341,43 @@ proptest! {
         prop_assert_eq!(end.retry, Some(std::time::Duration::from_secs(3)));
         expected.push(end.clone());
         prop_assert_eq!(&got, &expected, "the terminal frame is an event of its own");
+    }
+}
 
-        let trip_at: usize = ends[..trip_after].iter().last().copied().unwrap_or(0);
-        let completed_before_trip = events_in(&bytes[..trip_at]).len();
-        prop_assert!(expected.len() > completed_before_trip, "no completed event lost");
-        for &q in ends.iter().filter(|&&q| q >= trip_at && q < p) {
-            prop_assert!(!is_boundary(&bytes[..q]), "a boundary at {q} was passed over");
+/// A stream whose every frame is ready (a complete answer) is never ended by
+/// the drain, wherever the trip comes: it ends by itself.
+#[test]
+fn s1_a_stream_that_never_waits_ends_by_itself() {
+    let bytes = b"data: a\n\ndata: b\n\ndata: c\n\n";
+    let stream = Stream {
+        bytes: bytes.to_vec(),
+        ends: vec![9, 18, bytes.len()],
+        waits: vec![false; 3],
+        ends_by_itself: true,
+    };
+    for trip_after in 0..=3 {
+        for hook in [false, true] {
+            let (out, stop) = run(&stream, trip_after, hook);
+            assert_eq!(stop, Stop::Ended);
+            assert_eq!(out.concat(), &bytes[..], "trip after {trip_after}");
         }
-        prop_assert!(is_boundary(&bytes[..p]));
     }
 }
 
 #[test]
 fn s1_mixed_line_endings_and_split_crlf() {
-    // A CRLF split over two chunks, then events with each line ending.
+    // A CRLF split over two chunks, then events with each line ending; the
+    // application waits after every chunk.
     let bytes = b"data: a\r\n\r\ndata: b\r\rdata: c\n\r\ndata: d\r\n\n";
-    let ends = [8, 9, 12, 20, 30, bytes.len()];
-    for (trip_after, hook) in (0..=ends.len()).flat_map(|t| [(t, false), (t, true)]) {
-        let out = run(bytes, &ends, trip_after, hook);
+    let ends = vec![8, 9, 12, 20, 30, bytes.len()];
+    let stream = Stream {
+        bytes: bytes.to_vec(),
+        waits: vec![true; ends.len()],
+        ends,
+        ends_by_itself: false,
+    };
+    for (trip_after, hook) in (0..=stream.ends.len()).flat_map(|t| [(t, false), (t, true)]) {
+        let (out, _) = run(&stream, trip_after, hook);
         let got = parse(&out.concat());
         let datas: Vec<&str> = got.iter().map(|e| e.data.as_str()).collect();
         let n = datas.len() - 1;
@@ -317,10 +396,16 @@ fn s1_mixed_line_endings_and_split_crlf() {
 #[test]
 fn s1_a_pending_id_line_is_inside_an_event() {
     let bytes = b"id: 428\r\ndata: a\r\n\r\nid: 428\r\ndata: b\n\n";
-    let ends = [20 + 9, bytes.len()];
+    let ends = vec![20 + 9, bytes.len()];
     assert!(!is_boundary(&bytes[..ends[0]]));
     assert!(is_boundary(&bytes[..20]));
-    let out = run(bytes, &ends, 1, false);
+    let stream = Stream {
+        bytes: bytes.to_vec(),
+        ends,
+        waits: vec![true, true],
+        ends_by_itself: false,
+    };
+    let (out, _) = run(&stream, 1, false);
     assert_eq!(out.len(), 3, "both frames, then the terminal one");
     let got = parse(&out.concat());
     let datas: Vec<&str> = got.iter().map(|e| e.data.as_str()).collect();

@@ -50,7 +50,7 @@ fn allocations_for(n: usize) -> usize {
         .map(|i| Bytes::from(format!("id: {i}\ndata: token {i}\n\n")))
         .collect();
     let layer = SseDrainLayer::new(drain.signal());
-    let parts = frames.into_iter().map(Ok).collect();
+    let parts = frames.into_iter().map(common::Part::Data).collect();
     let mut body = std::pin::pin!(common::through(&layer, "text/event-stream", parts));
 
     let before = allocations();

@@ -8,8 +8,9 @@ mod grpc;
 mod ndjson;
 mod sse;
 
-use http::header::CONTENT_TYPE;
-use http::HeaderMap;
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, Response, StatusCode};
+use http_body::Body;
 
 pub(crate) use self::grpc::GrpcScanner;
 pub(crate) use self::ndjson::NdjsonScanner;
@@ -31,26 +32,62 @@ pub enum Framing {
 }
 
 impl Framing {
-    /// The framing a response's `content-type` announces, if it is a stream
-    /// this crate ends cleanly.
+    /// The framing a `content-type` announces, if it is one of this crate's
+    /// streams. gRPC is recognised as by
+    /// [`tower_drain::grpc::is_grpc`], so both crates agree on it.
+    ///
+    /// A response of such a type is watched only if its headers leave room
+    /// for a terminal frame (see [`SseDrainLayer`](crate::SseDrainLayer)).
     pub fn of(headers: &HeaderMap) -> Option<Self> {
+        if tower_drain::grpc::is_grpc(headers) {
+            return Some(Framing::Grpc);
+        }
         let ct = headers.get(CONTENT_TYPE)?.as_bytes();
-        let essence = ct.split(|&b| b == b';').next()?.trim_ascii();
+        let essence = trim(ct.split(|&b| b == b';').next()?);
         if essence.eq_ignore_ascii_case(b"text/event-stream") {
             Some(Framing::Sse)
         } else if essence.eq_ignore_ascii_case(b"application/x-ndjson")
             || essence.eq_ignore_ascii_case(b"application/jsonl")
         {
             Some(Framing::Ndjson)
-        } else if essence.len() >= 16
-            && essence[..16].eq_ignore_ascii_case(b"application/grpc")
-            && !essence[16..].starts_with(b"-")
-        {
-            // `application/grpc`, `application/grpc+proto`, ...; not gRPC-Web.
-            Some(Framing::Grpc)
         } else {
             None
         }
+    }
+
+    /// The framing of a response this crate may end with a terminal frame:
+    /// a stream by its content type, answered with success, whose headers
+    /// leave room for one more frame. A declared length (`Content-Length`,
+    /// or a body of known size) says the response is complete and would be
+    /// contradicted by added bytes; a `Content-Encoding` would be given
+    /// plaintext. Such a response is left alone: it ends on its own (or
+    /// `DrainLayer` cuts it at the deadline).
+    pub(crate) fn of_response<B: Body>(res: &Response<B>) -> Option<Self> {
+        let framing = Self::of(res.headers())?;
+        let headers = res.headers();
+        // 204 and 205 have no body at all.
+        let has_body = !matches!(
+            res.status(),
+            StatusCode::NO_CONTENT | StatusCode::RESET_CONTENT
+        );
+        let open_ended = res.status().is_success()
+            && has_body
+            && !headers.contains_key(CONTENT_LENGTH)
+            && res.body().size_hint().exact().is_none()
+            && headers
+                .get(CONTENT_ENCODING)
+                .is_none_or(|coding| coding.as_bytes().eq_ignore_ascii_case(b"identity"));
+        open_ended.then_some(framing)
+    }
+}
+
+/// `bytes` without leading and trailing ASCII whitespace.
+fn trim(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace());
+    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace());
+    match (start, end) {
+        (Some(start), Some(end)) => &bytes[start..=end],
+        _ => &[],
     }
 }
 
@@ -132,8 +169,14 @@ impl Scanner {
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use futures_util::stream;
     use http::header::{HeaderValue, CONTENT_TYPE};
-    use http::HeaderMap;
+    use http::{HeaderMap, Response, StatusCode};
+    use http_body::{Body, Frame};
+    use http_body_util::{Full, StreamBody};
 
     use super::Framing;
 
@@ -150,9 +193,56 @@ mod tests {
         assert_eq!(of("application/jsonl"), Some(Framing::Ndjson));
         assert_eq!(of("application/grpc"), Some(Framing::Grpc));
         assert_eq!(of("application/grpc+proto"), Some(Framing::Grpc));
+        assert_eq!(of("Application/GRPC; charset=utf-8"), Some(Framing::Grpc));
         assert_eq!(of("application/grpc-web"), None);
+        assert_eq!(of("application/grpc-web+proto"), None);
         assert_eq!(of("application/json"), None);
         assert_eq!(of("text/plain"), None);
         assert_eq!(Framing::of(&HeaderMap::new()), None);
+    }
+
+    /// Bytes added to a response must not contradict what its headers
+    /// promise: such a response is left alone.
+    #[test]
+    fn a_stream_whose_headers_leave_no_room_for_a_frame_is_not_watched() {
+        fn response(
+            status: u16,
+            headers: &[(&'static str, &'static str)],
+            body: impl Body,
+        ) -> Option<Framing> {
+            let mut res = Response::new(body);
+            *res.status_mut() = StatusCode::from_u16(status).unwrap();
+            res.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-ndjson"),
+            );
+            for &(name, value) in headers {
+                res.headers_mut()
+                    .insert(name, HeaderValue::from_static(value));
+            }
+            Framing::of_response(&res)
+        }
+        let open = || StreamBody::new(stream::empty::<Result<Frame<Bytes>, Infallible>>());
+
+        assert_eq!(response(200, &[], open()), Some(Framing::Ndjson));
+        assert_eq!(
+            response(200, &[("content-encoding", "identity")], open()),
+            Some(Framing::Ndjson)
+        );
+        for headers in [
+            &[("content-length", "16")][..],
+            &[("content-encoding", "gzip")],
+            &[("content-encoding", "br")],
+        ] {
+            assert_eq!(response(200, headers, open()), None, "{headers:?}");
+        }
+        assert_eq!(
+            response(200, &[], Full::new(Bytes::from_static(b"{}\n"))),
+            None,
+            "a body of known size is complete"
+        );
+        for status in [101, 204, 205, 304, 404, 500] {
+            assert_eq!(response(status, &[], open()), None, "{status}");
+        }
     }
 }

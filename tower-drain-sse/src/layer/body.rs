@@ -1,5 +1,6 @@
 use std::fmt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -17,9 +18,13 @@ pin_project! {
     /// Response body of [`SseDrainService`](super::SseDrainService).
     ///
     /// A streaming response's frames pass through as they are (the same
-    /// `Bytes`, no copy). Once the drain trips (and any grace is over), it
-    /// ends at the next event boundary: the terminal frame, then the end of
-    /// the stream. Other responses' bodies pass through untouched.
+    /// `Bytes`, no copy). Once the drain trips (and any grace is over), the
+    /// stream ends at the first event boundary where the application has
+    /// nothing ready: the terminal frame, then the end of the stream. What
+    /// the application has produced is delivered first, and a stream that
+    /// ends by itself ends as it would have. At the drain deadline it ends at
+    /// the next boundary, ready frames or not. Other responses' bodies pass
+    /// through untouched.
     pub struct SseBody<B> {
         // `None` once the stream has ended: dropping it drops the
         // application's stream with it.
@@ -39,7 +44,16 @@ pin_project! {
             if let (Some(_), Some(watching)) = (this.inner.as_pin_mut(), this.watching) {
                 let watch = &watching.watch;
                 if watch.config.signal.is_forced() {
-                    watch.config.cut(&CutStream::new(watch.framing, watch.scanner.seen()));
+                    let cut = CutStream::new(watch.framing, watch.scanner.seen());
+                    if std::thread::panicking() {
+                        // A second panic while unwinding would abort the
+                        // process: a hook that panics here is ignored.
+                        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                            watch.config.cut(&cut);
+                        }));
+                    } else {
+                        watch.config.cut(&cut);
+                    }
                 }
             }
         }
@@ -69,10 +83,14 @@ struct Watch {
 
 enum Phase {
     Serving,
-    /// Tripped; the stream may finish by itself until the timer fires.
+    /// Tripped; the stream may run on, and finish by itself, until the
+    /// timer fires.
     Grace(Pin<Box<Sleep>>),
-    /// End at the next event boundary.
+    /// End at the first boundary where the application has nothing ready.
     Ending,
+    /// The drain deadline: end at the next boundary, without asking the
+    /// application for more.
+    Forced,
 }
 
 impl<B> SseBody<B> {
@@ -102,7 +120,7 @@ impl<B> SseBody<B> {
 
 impl Watch {
     /// Moves the phase on from what can be read without waiting: the trip
-    /// (one atomic load), the grace timer, the deadline.
+    /// (one atomic load while serving), the grace timer, the deadline.
     #[inline]
     fn advance(&mut self, cx: &mut Context<'_>) {
         if let Phase::Serving = self.phase {
@@ -116,9 +134,14 @@ impl Watch {
 
     #[inline(never)]
     fn advance_tripped(&mut self, cx: &mut Context<'_>) {
-        if let Phase::Grace(timer) = &mut self.phase {
-            // At the deadline the outer `DrainLayer` wakes this body; end now.
-            if timer.as_mut().poll(cx).is_ready() || self.config.signal.is_forced() {
+        if let Phase::Forced = self.phase {
+            return;
+        }
+        // At the deadline the outer `DrainLayer` wakes this body.
+        if self.config.signal.is_forced() {
+            self.phase = Phase::Forced;
+        } else if let Phase::Grace(timer) = &mut self.phase {
+            if timer.as_mut().poll(cx).is_ready() {
                 self.phase = Phase::Ending;
             }
         }
@@ -130,15 +153,18 @@ impl Watch {
         if let Phase::Serving = self.phase {
             if tripped.poll(cx).is_ready() {
                 self.tripped();
-                self.advance(cx);
+                self.advance_tripped(cx);
             }
         }
     }
 
     fn tripped(&mut self) {
-        self.phase = match self.config.grace {
-            grace if grace.is_zero() => Phase::Ending,
-            grace => Phase::Grace(Box::pin(tokio::time::sleep(grace))),
+        let grace = self.config.grace;
+        // The grace timer is tokio's; with no runtime to run it, no grace.
+        self.phase = if grace.is_zero() || tokio::runtime::Handle::try_current().is_err() {
+            Phase::Ending
+        } else {
+            Phase::Grace(Box::pin(tokio::time::sleep(grace)))
         };
     }
 
@@ -151,11 +177,26 @@ impl Watch {
         }
     }
 
-    /// The terminal frame, if the stream should end here and now.
+    /// Whether the stream may end here, in a phase that ends it at a
+    /// boundary.
     #[inline]
-    fn terminal(&self) -> Option<Frame<Bytes>> {
-        let due =
-            !self.finished && matches!(self.phase, Phase::Ending) && self.scanner.at_boundary();
+    fn can_end(&self) -> bool {
+        !self.finished && self.scanner.at_boundary()
+    }
+
+    /// The terminal frame, if the application has nothing ready and the
+    /// stream should end here.
+    #[inline]
+    fn terminal_when_waiting(&self) -> Option<Frame<Bytes>> {
+        let due = matches!(self.phase, Phase::Ending | Phase::Forced) && self.can_end();
+        due.then(|| self.terminal_frame())
+    }
+
+    /// The terminal frame, if the deadline has come and the stream is at a
+    /// boundary: the application is not asked for more.
+    #[inline]
+    fn terminal_when_forced(&self) -> Option<Frame<Bytes>> {
+        let due = matches!(self.phase, Phase::Forced) && self.can_end();
         due.then(|| self.terminal_frame())
     }
 
@@ -186,15 +227,16 @@ where
         let mut watching = this.watching.as_mut().map(|w| w.as_mut().project());
         if let Some(WatchingProj { watch, .. }) = &mut watching {
             watch.advance(cx);
-            if let Some(frame) = watch.terminal() {
+            if let Some(frame) = watch.terminal_when_forced() {
                 this.inner.set(None);
                 return Poll::Ready(Some(Ok(frame)));
             }
         }
-        // Watched or not, what the application sent is handed on as the
-        // `Poll` of this one call, not rebuilt: with a single call site the
-        // compiler can write it where the caller reads it (a second call
-        // site, or a rebuilt frame, cost a copy per frame; BENCHMARKS.md).
+        // The application first: what it has ready is delivered. Watched or
+        // not, its frame is handed on as the `Poll` of this one call, not
+        // rebuilt: with a single call site the compiler can write it where
+        // the caller reads it (a second call site, or a rebuilt frame, cost
+        // a copy per frame; BENCHMARKS.md).
         let polled = inner.poll_frame(cx);
         let Some(WatchingProj { tripped, watch }) = watching else {
             return polled;
@@ -203,11 +245,11 @@ where
             Poll::Ready(Some(Ok(frame))) => watch.saw(frame),
             // Ended by itself or by its error.
             Poll::Ready(_) => this.inner.set(None),
-            // The trip may have come while the application had nothing to
-            // send.
+            // The application would wait: this is where the stream ends, if
+            // it should (the trip may have come while it had nothing to send).
             Poll::Pending => {
                 watch.before_waiting(tripped, cx);
-                if let Some(frame) = watch.terminal() {
+                if let Some(frame) = watch.terminal_when_waiting() {
                     this.inner.set(None);
                     return Poll::Ready(Some(Ok(frame)));
                 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use http::Response;
+use http_body::Body;
 use pin_project_lite::pin_project;
 
 use super::SseBody;
@@ -32,6 +33,7 @@ impl<F> ResponseFuture<F> {
 impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
 {
     type Output = Result<Response<SseBody<B>>, E>;
 
@@ -42,7 +44,7 @@ where
             .config
             .take()
             .expect("ResponseFuture polled after completion");
-        let framing = Framing::of(res.headers());
+        let framing = Framing::of_response(&res);
         Poll::Ready(Ok(res.map(|body| match framing {
             Some(framing) => SseBody::watched(body, framing, config),
             None => SseBody::passthrough(body),

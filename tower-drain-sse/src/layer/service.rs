@@ -2,6 +2,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
+use http_body::Body;
 use tower_service::Service;
 
 use super::ResponseFuture;
@@ -38,6 +39,7 @@ impl<S> SseDrainService<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SseDrainService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body,
 {
     type Response = Response<super::SseBody<ResBody>>;
     type Error = S::Error;
