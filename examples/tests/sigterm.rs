@@ -163,6 +163,31 @@ async fn a_second_sigterm_during_the_drain_cuts_at_once() {
     assert!(!report.contains("deadline reached"), "{report}");
 }
 
+/// Every duration at its largest (as an operator may write "never"): the
+/// sequence waits as long as it is told, a second SIGTERM cuts, and the
+/// cleanup hook still runs. (It used to panic on an overflow after SIGTERM,
+/// and no hook ran.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_durations_never_panic_the_sequence() {
+    let max = u64::MAX.to_string();
+    let (mut server, addr) = start(&[
+        ("LAME_DUCK_SECS", &max),
+        ("DRAIN_DEADLINE_SECS", &max),
+        ("CLEANUP_DEADLINE_SECS", &max),
+    ]);
+    let endless = open_stream(addr, 1_000_000).await;
+
+    server.sigterm();
+    server.wait_for_log("shutdown started");
+    server.sigterm();
+    let (status, _, report) = server.exit();
+
+    assert!(within("cut stream", endless).await.unwrap().is_err());
+    assert_eq!(status.code(), Some(1), "{report}");
+    assert_eq!(count(&report, " cut"), 1, "{report}");
+    assert!(report.contains("write the stats finished"), "{report}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn o3_readyz_fails_from_the_lame_duck_while_other_routes_and_livez_answer() {
     let (mut server, addr) = start(&[("LAME_DUCK_SECS", "3"), ("DRAIN_DEADLINE_SECS", "20")]);

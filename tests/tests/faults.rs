@@ -190,3 +190,48 @@ async fn p1_a_trip_amid_thousands_of_concurrent_admissions() {
     assert!(report.is_clean(), "{report}");
     assert_drains(&drain).await;
 }
+
+/// A body that always has a chunk ready never waits, so the deadline's
+/// wake-up never reaches it: it is cut on its next poll all the same, the
+/// client sees the cut, and the report counts it (it used to stream on after
+/// a report that said "0 cut").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_waits_is_cut_at_the_deadline() {
+    let drain = Drain::new();
+    let (listener, addr) = listen().await;
+    let firehose = Router::new().route(
+        "/firehose",
+        get(|| async {
+            Body::from_stream(stream::repeat_with(|| {
+                Ok::<_, std::convert::Infallible>(Bytes::from_static(b"tick\n"))
+            }))
+        }),
+    );
+    let server = serve_hyper(listener, drain.layer().layer(firehose));
+    let res = within("headers", http1().request(get_req(addr, "/firehose")))
+        .await
+        .unwrap();
+    let reader = tokio::spawn(async move {
+        let mut body = Box::pin(res.into_body());
+        let mut received = 0usize;
+        loop {
+            match body.frame().await {
+                Some(Ok(frame)) => received += frame.into_data().map_or(0, |d| d.len()),
+                Some(Err(_)) => return (received, true),
+                None => return (received, false),
+            }
+        }
+    });
+
+    let report = within(
+        "shutdown",
+        drain.shutdown(std::time::Duration::from_millis(50)),
+    )
+    .await;
+    let (received, broken) = within("client", reader).await.unwrap();
+    assert!(received > 0);
+    assert!(broken, "the client sees the cut, not a clean end");
+    assert_eq!((report.cut(), report.unfinished()), (1, 0), "{report}");
+    assert_drains(&drain).await;
+    server.abort();
+}

@@ -184,3 +184,123 @@ async fn server_stop_drives_hyper_util_graceful_shutdown_after_the_drain() {
         "the listener is closed after the drain"
     );
 }
+
+/// A WebSocket-style handshake admitted before the trip and answered after
+/// it: the `101` keeps `Connection: upgrade` (an RFC 6455 client fails the
+/// handshake otherwise), and the upgraded connection works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_answered_after_the_trip_completes_its_handshake() {
+    use http::header::UPGRADE;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let drain = Drain::new();
+    let gate = Gate::new();
+    // An echo protocol behind an upgrade, as a WebSocket route is.
+    let echo = tower::service_fn({
+        let gate = gate.clone();
+        move |req: http::Request<hyper::body::Incoming>| {
+            let gate = gate.clone();
+            async move {
+                gate.pass().await;
+                tokio::spawn(async move {
+                    let Ok(upgraded) = hyper::upgrade::on(req).await else {
+                        return;
+                    };
+                    let (mut read, mut write) = tokio::io::split(TokioIo::new(upgraded));
+                    let _ = tokio::io::copy(&mut read, &mut write).await;
+                });
+                let mut res = http::Response::new(axum::body::Body::empty());
+                *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+                res.headers_mut()
+                    .insert(CONNECTION, "upgrade".parse().unwrap());
+                res.headers_mut().insert(UPGRADE, "echo".parse().unwrap());
+                Ok::<_, std::convert::Infallible>(res)
+            }
+        }
+    });
+    let svc = drain.layer().layer(echo);
+    let (listener, addr) = listen().await;
+    let server = tokio::spawn(async move {
+        let (io, _) = listener.accept().await.unwrap();
+        let svc = hyper_util::service::TowerToHyperService::new(svc);
+        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        let _ = builder
+            .serve_connection_with_upgrades(TokioIo::new(io), svc)
+            .await;
+    });
+
+    let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(
+            b"GET /echo HTTP/1.1\r\nhost: test\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    within("admitted", async {
+        while drain.in_flight() == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    drain.trip();
+    gate.open(1);
+
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0];
+        within("101", client.read_exact(&mut byte)).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("connection: upgrade\r\n"), "{head}");
+    assert!(!head.contains("close"), "{head}");
+    client.write_all(b"ping").await.unwrap();
+    let mut echoed = [0; 4];
+    within("echo", client.read_exact(&mut echoed))
+        .await
+        .unwrap();
+    assert_eq!(&echoed, b"ping", "the upgraded connection works");
+    within("drained", drain.drained()).await;
+    server.abort();
+}
+
+/// The layer outermost, over a concurrency limit of one whose permit a slow
+/// handler holds: a request after the trip is refused at once, not after the
+/// limit frees up (it used to wait for the inner service's readiness).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_does_not_wait_for_a_busy_concurrency_limit() {
+    let drain = Drain::new();
+    let gate = Gate::new();
+    let svc = tower::ServiceBuilder::new()
+        .layer(drain.layer())
+        .layer(tower::limit::ConcurrencyLimitLayer::new(1))
+        .service(app(gate.clone()));
+    let (listener, addr) = listen().await;
+    let server = serve_hyper(listener, svc);
+
+    let slow = tokio::spawn(http1().request(get_req(addr, "/slow")));
+    within("admitted", async {
+        while drain.in_flight() == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    drain.trip();
+    let refused = within("refusal", http1().request(get_req(addr, "/hello")))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        !slow.is_finished(),
+        "refused while the limit was still held"
+    );
+
+    gate.open(1);
+    let res = within("slow", slow).await.unwrap().unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(text(res.into_body()).await.unwrap(), "slow");
+    within("drained", drain.drained()).await;
+    server.abort();
+}

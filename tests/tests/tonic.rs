@@ -35,18 +35,41 @@ struct ChatService {
 
 #[tonic::async_trait]
 impl Chat for ChatService {
+    /// Answers at once, or, for the text "wait", once the test opens the
+    /// gate.
     async fn ask(&self, request: Request<Question>) -> Result<Response<Answer>, Status> {
-        let text = format!("echo: {}", request.into_inner().text);
+        let question = request.into_inner().text;
+        if question == "wait" {
+            self.gate.pass().await;
+        }
+        let text = format!("echo: {question}");
         Ok(Response::new(Answer { text }))
     }
 
     type StreamStream = Pin<Box<dyn Stream<Item = Result<Token, Status>> + Send>>;
 
+    /// `tokens` tokens, `eager` of them at once and the rest one per gate
+    /// pass; for the text "wait", the answer itself waits for the gate, and
+    /// then every token is ready at once.
     async fn stream(
         &self,
         request: Request<Question>,
     ) -> Result<Response<Self::StreamStream>, Status> {
-        let Question { tokens, eager, .. } = request.into_inner();
+        let Question {
+            tokens,
+            eager,
+            text,
+        } = request.into_inner();
+        if text == "wait" {
+            self.gate.pass().await;
+            let all = (0..tokens).map(|index| {
+                Ok(Token {
+                    index,
+                    text: format!("token-{index}"),
+                })
+            });
+            return Ok(Response::new(Box::pin(stream::iter(all))));
+        }
         let gate = self.gate.clone();
         let tokens = stream::unfold(0, move |index| {
             let gate = gate.clone();
@@ -316,4 +339,98 @@ async fn server_stop_ends_tonic_serve_with_shutdown_after_the_drain() {
         (1, 1)
     );
     within("server", server).await.unwrap().unwrap();
+}
+
+/// Waits until `drain` counts `n` requests in flight.
+async fn in_flight(drain: &Drain, n: usize) {
+    within("admitted", async {
+        while drain.in_flight() < n {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}
+
+/// A unary call admitted before the trip whose handler answers after it
+/// gets its answer: the drain does not replace a finished answer with
+/// `UNAVAILABLE` (the client would retry a call that already ran).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_admitted_before_the_trip_and_answered_after_it_gets_its_answer() {
+    let drain = Drain::new();
+    let gate = Gate::new();
+    let (addr, _done) = serve(&drain, gate.clone()).await;
+    let mut client = client(addr).await;
+    let unary = tokio::spawn({
+        let mut client = client.clone();
+        async move {
+            client
+                .ask(Question {
+                    text: "wait".into(),
+                    ..Question::default()
+                })
+                .await
+        }
+    });
+    in_flight(&drain, 1).await;
+    // A server stream whose answer, every token and the OK status included,
+    // is ready only after the trip.
+    let streamed = tokio::spawn(async move {
+        let question = Question {
+            text: "wait".into(),
+            tokens: 3,
+            eager: 0,
+        };
+        let mut tokens = client.stream(question).await?.into_inner();
+        let mut got = Vec::new();
+        while let Some(token) = tokens.message().await? {
+            got.push(token.index);
+        }
+        Ok::<_, Status>(got)
+    });
+    in_flight(&drain, 2).await;
+
+    let shutdown = tokio::spawn({
+        let drain = drain.clone();
+        async move { drain.shutdown(std::time::Duration::from_secs(30)).await }
+    });
+    within("trip", drain.signal().tripped()).await;
+    gate.open(2);
+
+    let answer = within("answer", unary).await.unwrap();
+    assert_eq!(answer.expect("answered").into_inner().text, "echo: wait");
+    let got = within("stream", streamed).await.unwrap();
+    assert_eq!(got.expect("ends OK"), [0, 1, 2]);
+    let report = within("report", shutdown).await.unwrap();
+    assert_eq!((report.completed(), report.cut()), (2, 0), "{report}");
+}
+
+/// A call whose handler is still running at the deadline is cut, and told
+/// `ABORTED`, not `UNAVAILABLE`: it may have partly run, so a client (or a
+/// retry policy) must not replay it blindly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cut_at_the_deadline_is_aborted_not_unavailable() {
+    let drain = Drain::new();
+    let (addr, _done) = serve(&drain, Gate::new()).await;
+    let mut client = client(addr).await;
+    let unary = tokio::spawn(async move {
+        client
+            .ask(Question {
+                text: "wait".into(),
+                ..Question::default()
+            })
+            .await
+    });
+    in_flight(&drain, 1).await;
+    let report = within(
+        "shutdown",
+        drain.shutdown(std::time::Duration::from_millis(50)),
+    )
+    .await;
+    let status = within("status", unary).await.unwrap().unwrap_err();
+    assert_eq!(status.code(), Code::Aborted, "{status:?}");
+    assert!(
+        status.message().contains("may have partly run"),
+        "{status:?}"
+    );
+    assert_eq!(report.cut(), 1, "{report}");
 }

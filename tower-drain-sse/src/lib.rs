@@ -10,9 +10,15 @@
 //!
 //! - frames pass through untouched (the same `Bytes`, no copy) while a
 //!   scanner tracks the event boundaries;
-//! - at the trip (or after a grace period) the stream ends at the next event
-//!   boundary: every event the application completed arrives whole, then the
-//!   terminal frame, then the end of the stream;
+//! - at the trip (or after a grace period) the stream ends at the first
+//!   event boundary where the application has nothing ready: everything it
+//!   produced arrives whole, then the terminal frame, then the end of the
+//!   stream. A stream that ends by itself (a unary gRPC answer, a complete
+//!   body) ends as the application ends it;
+//! - at the drain deadline a stream ends at the next boundary, even if the
+//!   application always has more ready;
+//! - a response whose headers promise something an added frame would break
+//!   (`Content-Length`, `Content-Encoding`) is left alone;
 //! - a hook sees each stream the drain cut (events sent, the last event ID,
 //!   bytes), so partial output can be saved for a client that resumes.
 //!
@@ -31,7 +37,11 @@
 //! let drain = Drain::new();
 //! let app = Router::new()
 //!     .route("/chat", get(|| async {
-//!         let tokens = stream::repeat_with(|| Ok::<_, std::convert::Infallible>(Event::default().data("token")));
+//!         // A token every 50 ms, like a model's output.
+//!         let tokens = stream::unfold(0, |i| async move {
+//!             tokio::time::sleep(Duration::from_millis(50)).await;
+//!             Some((Ok::<_, std::convert::Infallible>(Event::default().data(format!("token {i}"))), i + 1))
+//!         });
 //!         Sse::new(tokens)
 //!     }))
 //!     // Inside DrainLayer: the request counts until the terminal frame is out.

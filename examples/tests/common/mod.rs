@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // Each test binary uses part of it.
 
+pub(crate) mod browser;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::Path;

@@ -23,8 +23,9 @@ use crate::terminal::{Config, CutStream};
 ///
 /// Boundaries are checked where the application's frames end: frames are
 /// never split (they pass through as the same `Bytes`), so a frame that
-/// finishes the event in progress and carries more whole events passes whole,
-/// and the terminal frame follows it.
+/// finishes the event in progress and carries more whole events passes whole.
+/// The terminal frame goes in where the application next has nothing ready
+/// at a boundary, so everything it produced is delivered first.
 ///
 /// Each request's response future takes a reference to the layer's
 /// configuration (an `Arc` clone), whatever its response turns out to be.
@@ -115,9 +116,15 @@ impl SseDrainLayer {
     }
 
     /// How long a stream may run on after the trip to finish by itself
-    /// (default zero: it ends at the first event boundary after the trip).
-    /// When the grace is over, or at the drain deadline, it ends at the next
-    /// boundary.
+    /// (default zero: it ends at the first event boundary after the trip
+    /// where the application has nothing ready). When the grace is over it
+    /// ends likewise; at the drain deadline it ends at the next boundary,
+    /// ready frames or not.
+    ///
+    /// The grace timer is tokio's: the body must be polled inside a tokio
+    /// runtime with its time driver, as hyper, axum and tonic servers are.
+    /// Polled outside any tokio runtime, a stream ends as if the grace were
+    /// zero.
     pub fn grace(mut self, grace: Duration) -> Self {
         Arc::make_mut(&mut self.config).grace = grace;
         self

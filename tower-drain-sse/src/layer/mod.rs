@@ -1,14 +1,38 @@
 //! The middleware: watch streaming responses and end them cleanly at a trip.
 //!
-//! [`SseDrainLayer`] wraps the body of every response whose `content-type` is
-//! `text/event-stream`, `application/x-ndjson`, `application/jsonl` or
-//! `application/grpc*`; other responses pass through untouched. When the drain trips, a wrapped body
-//! lets the event in progress finish, appends the terminal frame, drops the
-//! application's stream and ends.
+//! [`SseDrainLayer`] wraps the body of every streaming response: one whose
+//! `content-type` is `text/event-stream`, `application/x-ndjson`,
+//! `application/jsonl` or gRPC ([`Framing::of`](crate::Framing::of)),
+//! answered with a `2xx` that has a body. Other responses pass through
+//! untouched. When the drain trips, a wrapped body delivers what the
+//! application has ready, lets the event in progress finish, and where the
+//! application would next wait at an event boundary it appends the terminal
+//! frame, drops the application's stream and ends.
+//!
+//! The layer never contradicts what a response's headers promise. A stream
+//! that declares its length (`Content-Length`, or a body of known size) is
+//! complete, and one with a `Content-Encoding` would be given plaintext:
+//! both are left alone, to end on their own or be cut at the deadline.
 //!
 //! Put it *inside* `DrainLayer`, so that the request counts until the terminal
 //! frame has gone out, and so that at the drain deadline a stream that is
-//! between events still ends with its terminal frame.
+//! between events still ends with its terminal frame. Put compression
+//! (tower-http's `CompressionLayer`) *outside* it, so that it sees the
+//! stream before encoding, and its terminal frame is compressed with the
+//! rest:
+//!
+//! ```
+//! # use axum::{routing::get, Router};
+//! # use tower_drain::Drain;
+//! # use tower_drain_sse::SseDrainLayer;
+//! # let drain = Drain::new();
+//! # let compression = tower::layer::util::Identity::new();
+//! let app: Router = Router::new()
+//!     .route("/tokens", get(|| async { "..." }))
+//!     .layer(SseDrainLayer::new(drain.signal())) // innermost: sees plaintext
+//!     .layer(compression)                        // CompressionLayer::new()
+//!     .layer(drain.layer());                     // outermost: counts and refuses
+//! ```
 //!
 //! # Example
 //!

@@ -146,8 +146,10 @@ impl Drain {
     /// cuts what is left, and reports.
     ///
     /// At the deadline a pending response future is dropped and answered with
-    /// the rejection response, and a streaming response body ends with a
-    /// [`Cut`](crate::Cut) error, so that the client sees the cut instead of a
+    /// the layer's rejection for [`Cause::Deadline`](crate::layer::Cause)
+    /// (by default `500`, gRPC `ABORTED`: not "safe to retry"), and a
+    /// response body, waiting or not, ends with a [`Cut`](crate::Cut) error
+    /// on its next poll, so that the client sees the cut instead of a
     /// silently short body. Cut requests are then given up to a second to
     /// unwind; any that have not are counted as
     /// [`unfinished`](DrainReport::unfinished). While it waits, it logs

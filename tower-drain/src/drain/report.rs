@@ -50,7 +50,7 @@ impl DrainReport {
     }
 
     /// Requests cut at the deadline: a pending response answered with the
-    /// rejection, or a streaming body ended with an error.
+    /// deadline's rejection, or a body ended with an error.
     pub fn cut(&self) -> usize {
         self.cut
     }

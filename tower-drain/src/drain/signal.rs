@@ -56,7 +56,9 @@ impl DrainSignal {
     /// Whether the drain deadline has passed: what is still in flight is being
     /// cut. A body wrapper inside [`DrainLayer`](crate::DrainLayer) can check
     /// it when polled, since the layer wakes its body at the deadline, and end
-    /// cleanly instead of being cut.
+    /// cleanly instead of being cut: if it sees the deadline in the poll the
+    /// layer makes after it, a frame that ends its body (its last data, or
+    /// trailers) still goes out; anything else is cut.
     #[inline]
     pub fn is_forced(&self) -> bool {
         self.handle.block().is_forced()

@@ -44,7 +44,8 @@ impl DrainLayer {
 
 impl<E> DrainLayer<DefaultReject, E> {
     /// The `Retry-After` the default rejection sends (default 5 s, sent in
-    /// whole seconds, rounded up).
+    /// whole seconds, rounded up, at least 1; an `EventSource` gets it as
+    /// its `retry:` in milliseconds).
     pub fn retry_after(mut self, retry_after: Duration) -> Self {
         self.reject = self.reject.retry_after(retry_after);
         self
@@ -92,7 +93,9 @@ impl<R, E> DrainLayer<R, E> {
     /// since the drain does not wait for them.
     ///
     /// The predicate runs once per request, before admission; without one,
-    /// nothing is checked.
+    /// nothing is checked. After the trip, an exempt request still needs the
+    /// inner service: if that is not ready (a concurrency limit is full), the
+    /// request is refused rather than kept waiting.
     ///
     /// ```
     /// use axum::{routing::{get, get_service}, Router};

@@ -1,0 +1,216 @@
+//! The chat page in a real browser: Debian's headless Chromium, driven over
+//! the DevTools protocol (`scripts/browser-test` installs it; CI runs it).
+//!
+//! A page whose `EventSource` reconnects into an instance that is still
+//! draining must keep reconnecting: `EventSource` gives up for good on any
+//! answer but `200 text/event-stream`, so a `503` there would end the chat.
+//! The drain answers it with an event stream that carries only the terminal
+//! event and a `retry:`, and the page reconnects until an instance serves
+//! it, then resumes with `Last-Event-ID`: the answer ends up whole, with no
+//! gap and no duplicate.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::sse::{Event, Sse};
+use axum::response::{Html, Response};
+use axum::routing::get;
+use axum::Router;
+use futures_util::stream;
+use tokio::net::TcpListener;
+use tower_drain::Drain;
+use tower_drain_sse::SseDrainLayer;
+use tower_drain_tests::within;
+
+mod common;
+use common::browser::{self, Browser};
+
+/// The page of the `chat-sse` example, as it ships.
+const PAGE: &str = include_str!("../chat-sse/index.html");
+/// Tokens in the answer.
+const TOKENS: u64 = 40;
+
+/// A request `/chat` as an instance saw it.
+#[derive(Clone, Debug)]
+struct Seen {
+    instance: &'static str,
+    last_event_id: Option<u64>,
+    status: u16,
+    event_stream: bool,
+}
+
+type Log = Arc<Mutex<Vec<Seen>>>;
+
+/// `/chat`: the answer's tokens `t0`..`t39`, one every 40 ms, resumed after
+/// `Last-Event-ID`.
+async fn chat(
+    headers: HeaderMap,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>> {
+    let next = last_event_id(&headers).map_or(0, |last| last + 1);
+    Sse::new(stream::unfold(next, |i| async move {
+        if i >= TOKENS {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let event = Event::default().id(i.to_string()).data(format!("t{i}"));
+        Some((Ok(event), i + 1))
+    }))
+}
+
+fn last_event_id(headers: &HeaderMap) -> Option<u64> {
+    headers.get("last-event-id")?.to_str().ok()?.parse().ok()
+}
+
+/// Records every `/chat` request and its answer, outside the drain.
+async fn record(
+    State((instance, log)): State<(&'static str, Log)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let last_event_id = last_event_id(req.headers());
+    let chat = req.uri().path() == "/chat";
+    let res = next.run(req).await;
+    if chat {
+        let event_stream = res
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|ct| ct == "text/event-stream");
+        log.lock().unwrap().push(Seen {
+            instance,
+            last_event_id,
+            status: res.status().as_u16(),
+            event_stream,
+        });
+    }
+    res
+}
+
+/// One instance of the chat server: the page and `/chat`, behind both
+/// drain layers, with short retry hints to keep the test quick.
+fn instance(name: &'static str, drain: &Drain, log: &Log) -> Router {
+    Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route("/chat", get(chat))
+        .layer(SseDrainLayer::new(drain.signal()).retry(Some(Duration::from_millis(300))))
+        .layer(drain.layer().retry_after(Duration::from_secs(1)))
+        .layer(axum::middleware::from_fn_with_state(
+            (name, log.clone()),
+            record,
+        ))
+}
+
+/// Serves `app` on `listener` until `stop` is sent.
+fn serve(
+    listener: TcpListener,
+    app: Router,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("the server runs");
+    });
+    (stop, server)
+}
+
+fn answer_of(tokens: std::ops::Range<u64>) -> String {
+    tokens.map(|i| format!("t{i} ")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Debian's chromium: run scripts/browser-test"]
+async fn the_chat_page_keeps_reconnecting_through_a_drain_and_resumes_the_answer_whole() {
+    let log = Log::default();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let a = Drain::new();
+    let (stop_a, server_a) = serve(listener, instance("a", &a, &log));
+
+    let browser = Browser::launch("chat").await;
+    let page = browser.open(&format!("http://{addr}/")).await;
+    let answer = "document.getElementById('answer').textContent";
+    browser::wait_for::<String>(&page, "a few tokens", answer, |text| {
+        text.split_whitespace().count() >= 5
+    })
+    .await;
+
+    // Instance A drains: the stream ends with its terminal event, and the
+    // page's reconnections meet the drain's refusal.
+    a.trip();
+    let notice = "document.getElementById('notice').style.display === 'block' ? document.getElementById('notice').textContent : ''";
+    let shown: String = browser::wait_for(&page, "the notice", notice, |text: &String| {
+        !text.is_empty()
+    })
+    .await;
+    assert!(shown.contains("restarting"), "{shown}");
+    let refused = || {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|seen| seen.instance == "a" && seen.last_event_id.is_some())
+            .count()
+    };
+    within("two refused reconnections", async {
+        while refused() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let ready_state: u8 = browser::eval(&page, "source.readyState").await;
+    assert_ne!(ready_state, 2, "EventSource gave up (CLOSED)");
+    let shot = browser::screenshot(&page, "chat-draining").await;
+    eprintln!("screenshot: {}", shot.display());
+
+    // A stops; B starts on the same address, and the page resumes there.
+    let _ = stop_a.send(());
+    within("instance a stops", server_a).await.unwrap();
+    let b = Drain::new();
+    let listener = TcpListener::bind(addr).await.unwrap();
+    let (stop_b, server_b) = serve(listener, instance("b", &b, &log));
+    let whole = answer_of(0..TOKENS);
+    let text: String = browser::wait_for(&page, "the whole answer", answer, |text: &String| {
+        text.len() >= whole.len()
+    })
+    .await;
+    assert_eq!(
+        text, whole,
+        "every token once, in order: no gap, no duplicate"
+    );
+    let shot = browser::screenshot(&page, "chat-resumed").await;
+    eprintln!("screenshot: {}", shot.display());
+    browser.close().await;
+
+    let seen = log.lock().unwrap().clone();
+    eprintln!("{seen:#?}");
+    let refusals: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.instance == "a" && s.last_event_id.is_some())
+        .collect();
+    for refusal in &refusals {
+        assert_eq!(
+            (refusal.status, refusal.event_stream),
+            (200, true),
+            "{refusal:?}"
+        );
+    }
+    let resumed = seen
+        .iter()
+        .find(|s| s.instance == "b")
+        .expect("the page reconnected to b");
+    assert_eq!(
+        resumed.last_event_id, refusals[0].last_event_id,
+        "b resumed after the last token a sent"
+    );
+    let _ = stop_b.send(());
+    within("instance b stops", server_b).await.unwrap();
+}
