@@ -56,7 +56,7 @@ fn sse(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("sse-{label}"));
         group.throughput(Throughput::Elements(n as u64));
         let plain = SseDrainLayer::new(drain.signal());
-        let counting = SseDrainLayer::new(drain.signal()).on_cut(|cut| {
+        let counting = SseDrainLayer::new(drain.signal()).on_stream_end(|cut| {
             std::hint::black_box(cut.events());
         });
         // The raw body as a struct the compiler sees through, and as the
@@ -83,7 +83,7 @@ fn sse(c: &mut Criterion) {
         case(&mut group, "SseDrainLayer", || {
             served(plain.layer(sse_response(raw())))
         });
-        case(&mut group, "SseDrainLayer + on_cut", || {
+        case(&mut group, "SseDrainLayer + on_stream_end", || {
             served(counting.layer(sse_response(raw())))
         });
         case(&mut group, "SseDrainLayer over axum Body", || {

@@ -34,7 +34,7 @@ use tower_drain::Drain;
 
 #[path = "../shared.rs"]
 mod shared;
-use tower_drain_sse::{CutStream, SseDrainLayer};
+use tower_drain_sse::{Ending, SseDrainLayer, StreamEnd};
 use tracing::{info, warn};
 
 const WORDS: &[&str] = &[
@@ -77,7 +77,7 @@ async fn main() -> Result<ExitCode, shared::BoxError> {
         .layer(
             SseDrainLayer::new(drain.signal())
                 .message("the server is restarting; reconnecting resumes your answer")
-                .on_cut(move |cut| save_partial(&partial, cut)),
+                .on_stream_end(move |end| save_partial(&partial, end)),
         )
         .layer(drain.layer().exempt(|req| req.uri().path() == "/readyz"));
 
@@ -168,12 +168,19 @@ async fn chat(
     }))
 }
 
-/// The cut hook: one JSON line per stream the drain ended, enough to resume.
-fn save_partial(path: &PathBuf, cut: &CutStream<'_>) {
+/// The stream-end hook: one JSON line per stream the drain ended, enough to
+/// resume.
+fn save_partial(path: &PathBuf, end: &StreamEnd<'_>) {
+    let ending = match end.ending() {
+        Ending::Early => "ended early",
+        Ending::Cut => "cut",
+        _ => "ended",
+    };
     let line = serde_json::json!({
-        "events": cut.events(),
-        "bytes": cut.bytes(),
-        "last_event_id": cut.last_event_id(),
+        "ending": ending,
+        "events": end.events(),
+        "bytes": end.bytes(),
+        "last_event_id": end.last_event_id(),
     });
     let saved = OpenOptions::new()
         .create(true)

@@ -115,7 +115,7 @@ async fn sigterm_under_load_admitted_requests_complete_and_late_ones_get_503() {
     assert_eq!(count(&report, " in flight at trip"), 6, "{report}");
     assert_eq!(count(&report, " completed"), 6, "{report}");
     assert_eq!(count(&report, " cut"), 0, "{report}");
-    assert_eq!(count(&report, " rejected"), refused, "{report}");
+    assert_eq!(count(&report, " refused"), refused, "{report}");
     assert!(report.contains("write the stats finished"), "{report}");
 }
 

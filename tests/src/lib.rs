@@ -1,5 +1,8 @@
 //! Shared harness for the workspace integration tests: servers on 127.0.0.1,
-//! real clients, and a gate that lets a test decide when streams finish.
+//! real clients, a gate that lets a test decide when streams finish, and a
+//! counting allocator.
+
+pub mod alloc;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -103,7 +103,7 @@ async fn o2_shutdown_report_matches_what_the_client_saw() {
     assert_eq!((rejected, completed), (4, 3));
     assert_eq!(report.in_flight_at_trip(), 3);
     assert_eq!(report.completed(), completed);
-    assert_eq!(report.rejected(), rejected);
+    assert_eq!(report.refused(), rejected);
     assert_eq!(report.cut(), 0);
     assert!(report.is_clean() && !report.deadline_reached());
 }

@@ -180,7 +180,7 @@ async fn p1_a_trip_amid_thousands_of_concurrent_admissions() {
         served,
         "no refused request reached the app"
     );
-    assert_eq!(report.rejected(), refused);
+    assert_eq!(report.refused(), refused);
     assert_eq!(
         report.in_flight_at_trip(),
         served,

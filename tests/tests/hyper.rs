@@ -177,7 +177,7 @@ async fn server_stop_drives_hyper_util_graceful_shutdown_after_the_drain() {
     );
     let report = within("sequence", sequence).await.unwrap();
     assert!(report.is_clean(), "{report}");
-    assert_eq!(report.drain().rejected(), 1);
+    assert_eq!(report.drain().refused(), 1);
     within("graceful shutdown", server).await.unwrap();
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),

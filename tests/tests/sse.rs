@@ -16,7 +16,7 @@ use http::header::CONTENT_TYPE;
 use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 use tower_drain::Drain;
-use tower_drain_sse::{CutStream, SseDrainLayer};
+use tower_drain_sse::{SseDrainLayer, StreamEnd};
 use tower_drain_tests::{get_req, http1, serve_axum, within};
 
 const STREAMS_PER_ROUTE: usize = 4;
@@ -61,9 +61,9 @@ async fn sse_streams_end_with_the_terminal_event_at_a_boundary() {
     let app = Router::new()
         .route("/chat", get(chat))
         .route("/raw", get(raw))
-        .layer(SseDrainLayer::new(drain.signal()).on_cut({
+        .layer(SseDrainLayer::new(drain.signal()).on_stream_end({
             let cuts = cuts.clone();
-            move |cut: &CutStream<'_>| {
+            move |cut: &StreamEnd<'_>| {
                 let id = cut.last_event_id().map(String::from);
                 cuts.lock().unwrap().push((cut.events(), id));
             }
@@ -294,6 +294,35 @@ async fn compression_outside_the_drain_layer_ends_compressed_streams_cleanly() {
         assert_eq!(token["n"], i, "{text}");
     }
     within("drained", drain.drained()).await;
+    within("server exit", server).await.unwrap().unwrap();
+}
+
+/// The same order, with a grace that outlasts the drain deadline: the
+/// stream ends at the deadline, and its terminal line still goes out
+/// compressed with the rest (the layer used to cut it there, since the
+/// compressed body never says it is ending).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compression_outside_the_drain_layer_ends_compressed_streams_cleanly_at_the_deadline() {
+    let drain = Drain::new();
+    let app = Router::new()
+        .route("/lines", get(|| async { lines(u32::MAX) }))
+        .layer(SseDrainLayer::new(drain.signal()).grace(Duration::from_secs(3600)))
+        .layer(tower_http::compression::CompressionLayer::new())
+        .layer(drain.layer());
+    let (addr, server) = serve_axum(app, drain.drained()).await;
+
+    let res = within("headers", http1().request(gzip_req(addr, "/lines")))
+        .await
+        .unwrap();
+    admitted(&drain).await;
+    let client = tokio::spawn(res.into_body().collect());
+    let report = within("shutdown", drain.shutdown(Duration::from_millis(50))).await;
+    let bytes = within("body", client).await.unwrap().unwrap().to_bytes();
+    let text = gunzip(&bytes).expect("a valid gzip stream");
+    let end: serde_json::Value =
+        serde_json::from_str(text.lines().last().unwrap()).expect("a whole JSON line");
+    assert_eq!(end["type"], "end", "{text}");
+    assert_eq!((report.ended_early(), report.cut()), (1, 0), "{report}");
     within("server exit", server).await.unwrap().unwrap();
 }
 

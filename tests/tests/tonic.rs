@@ -335,7 +335,7 @@ async fn server_stop_ends_tonic_serve_with_shutdown_after_the_drain() {
     let report = within("sequence", sequence).await.unwrap();
     assert!(report.is_clean(), "{report}");
     assert_eq!(
-        (report.drain().completed(), report.drain().rejected()),
+        (report.drain().completed(), report.drain().refused()),
         (1, 1)
     );
     within("server", server).await.unwrap().unwrap();

@@ -15,12 +15,14 @@
 //!   produced arrives whole, then the terminal frame, then the end of the
 //!   stream. A stream that ends by itself (a unary gRPC answer, a complete
 //!   body) ends as the application ends it;
-//! - at the drain deadline a stream ends at the next boundary, even if the
-//!   application always has more ready;
+//! - at the drain deadline a stream in its grace ends the same way; one that
+//!   never waits is cut by `DrainLayer` when the unwind is over;
 //! - a response whose headers promise something an added frame would break
 //!   (`Content-Length`, `Content-Encoding`) is left alone;
-//! - a hook sees each stream the drain cut (events sent, the last event ID,
-//!   bytes), so partial output can be saved for a client that resumes.
+//! - a hook sees each stream the drain ended (early, with its terminal
+//!   frame, or cut at the deadline): events sent, the last event ID, bytes,
+//!   so partial output can be saved for a client that resumes; the drain's
+//!   report counts the streams ended early.
 //!
 //! # Example
 //!
@@ -74,4 +76,4 @@ mod terminal;
 
 pub use self::framing::Framing;
 pub use self::layer::{SseBody, SseDrainLayer, SseDrainService};
-pub use self::terminal::CutStream;
+pub use self::terminal::{Ending, StreamEnd};

@@ -1,4 +1,4 @@
-//! The terminal frame and what a cut stream had sent.
+//! The terminal frame, and what a stream the drain ended had sent.
 
 use std::fmt;
 use std::fmt::Write;
@@ -12,17 +12,35 @@ use tower_drain::DrainSignal;
 
 use crate::framing::{Framing, Seen};
 
-/// What a stream ended by the drain had sent, for the cut hook and for a
+/// How the drain ended a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Ending {
+    /// Ended early, cleanly: the terminal frame went out after the last whole
+    /// event, and the stream ended.
+    Early,
+    /// Cut at the drain deadline, without a clean end (mid-event, or still
+    /// producing when the unwind was over): the client sees an error.
+    Cut,
+}
+
+/// A stream the drain ended, and what it had sent: for the
+/// [`on_stream_end`](crate::SseDrainLayer::on_stream_end) hook and for a
 /// custom terminal frame.
 #[derive(Debug)]
-pub struct CutStream<'a> {
+pub struct StreamEnd<'a> {
     framing: Framing,
+    ending: Ending,
     seen: &'a Seen,
 }
 
-impl<'a> CutStream<'a> {
-    pub(crate) fn new(framing: Framing, seen: &'a Seen) -> Self {
-        Self { framing, seen }
+impl<'a> StreamEnd<'a> {
+    pub(crate) fn new(framing: Framing, ending: Ending, seen: &'a Seen) -> Self {
+        Self {
+            framing,
+            ending,
+            seen,
+        }
     }
 
     /// The stream's framing.
@@ -30,8 +48,13 @@ impl<'a> CutStream<'a> {
         self.framing
     }
 
-    /// Whole events the client received: SSE events dispatched, or NDJSON
-    /// lines.
+    /// Ended early with the terminal frame, or cut.
+    pub fn ending(&self) -> Ending {
+        self.ending
+    }
+
+    /// Whole events the client received: SSE events dispatched, NDJSON
+    /// lines, or gRPC messages.
     pub fn events(&self) -> u64 {
         self.seen.events
     }
@@ -49,8 +72,8 @@ impl<'a> CutStream<'a> {
     }
 }
 
-type FrameFn = dyn Fn(&CutStream<'_>) -> Bytes + Send + Sync;
-type HookFn = dyn Fn(&CutStream<'_>) + Send + Sync;
+type FrameFn = dyn Fn(&StreamEnd<'_>) -> Bytes + Send + Sync;
+type HookFn = dyn Fn(&StreamEnd<'_>) + Send + Sync;
 
 /// Everything a watched stream needs, shared by the layer's services.
 #[derive(Clone)]
@@ -62,7 +85,7 @@ pub(crate) struct Config {
     ndjson: Bytes,
     grpc: HeaderMap,
     custom: Option<Arc<FrameFn>>,
-    on_cut: Option<Arc<HookFn>>,
+    on_stream_end: Option<Arc<HookFn>>,
 }
 
 #[derive(Clone, Debug)]
@@ -96,7 +119,7 @@ impl Config {
             ndjson: Bytes::new(),
             grpc: HeaderMap::new(),
             custom: None,
-            on_cut: None,
+            on_stream_end: None,
         };
         config.render();
         config
@@ -112,16 +135,16 @@ impl Config {
         self.custom = Some(f);
     }
 
-    pub(crate) fn set_on_cut(&mut self, f: Arc<HookFn>) {
-        self.on_cut = Some(f);
+    pub(crate) fn set_on_stream_end(&mut self, f: Arc<HookFn>) {
+        self.on_stream_end = Some(f);
     }
 
-    /// The terminal frame for a stream that had sent `cut`: data for SSE and
+    /// The terminal frame for a stream that had sent `end`: data for SSE and
     /// NDJSON, trailers for gRPC (a custom frame does not apply there).
-    pub(crate) fn terminal(&self, cut: &CutStream<'_>) -> Frame<Bytes> {
-        match (&self.custom, cut.framing()) {
+    pub(crate) fn terminal(&self, end: &StreamEnd<'_>) -> Frame<Bytes> {
+        match (&self.custom, end.framing()) {
             (_, Framing::Grpc) => Frame::trailers(self.grpc.clone()),
-            (Some(custom), _) => Frame::data(custom(cut)),
+            (Some(custom), _) => Frame::data(custom(end)),
             (None, Framing::Sse) => Frame::data(self.sse.clone()),
             (None, Framing::Ndjson) => Frame::data(self.ndjson.clone()),
         }
@@ -130,12 +153,13 @@ impl Config {
     /// Whether anything reads what a stream sent (a hook or a custom frame):
     /// only then do scanners count events and keep the last event ID.
     pub(crate) fn counts(&self) -> bool {
-        self.on_cut.is_some() || self.custom.is_some()
+        self.on_stream_end.is_some() || self.custom.is_some()
     }
 
-    pub(crate) fn cut(&self, cut: &CutStream<'_>) {
-        if let Some(on_cut) = &self.on_cut {
-            on_cut(cut);
+    /// Tells the hook, if there is one, that the drain ended a stream.
+    pub(crate) fn ended(&self, end: &StreamEnd<'_>) {
+        if let Some(hook) = &self.on_stream_end {
+            hook(end);
         }
     }
 
@@ -187,7 +211,7 @@ impl fmt::Debug for Config {
             .field("grace", &self.grace)
             .field("frame", &self.spec)
             .field("custom_frame", &self.custom.is_some())
-            .field("on_cut", &self.on_cut.is_some())
+            .field("on_stream_end", &self.on_stream_end.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -196,12 +220,12 @@ impl fmt::Debug for Config {
 mod tests {
     use tower_drain::Drain;
 
-    use super::{Config, CutStream};
+    use super::{Config, Ending, StreamEnd};
     use crate::framing::{Framing, Seen};
 
     fn frame(config: &Config, framing: Framing) -> String {
         let seen = Seen::default();
-        let frame = config.terminal(&CutStream::new(framing, &seen));
+        let frame = config.terminal(&StreamEnd::new(framing, Ending::Early, &seen));
         String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
     }
 
@@ -209,7 +233,7 @@ mod tests {
     fn grpc_ends_with_unavailable_trailers() {
         let config = Config::new(Drain::new().signal());
         let seen = Seen::default();
-        let frame = config.terminal(&CutStream::new(Framing::Grpc, &seen));
+        let frame = config.terminal(&StreamEnd::new(Framing::Grpc, Ending::Early, &seen));
         let trailers = frame.into_trailers().unwrap();
         assert_eq!(trailers["grpc-status"], "14");
         assert_eq!(

@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, StreamBody};
 use tokio::sync::{mpsc, oneshot};
 use tower::{Layer, ServiceExt};
 use tower_drain::Drain;
-use tower_drain_sse::{CutStream, SseDrainLayer};
+use tower_drain_sse::{SseDrainLayer, StreamEnd};
 
 type Chunks = mpsc::UnboundedSender<Bytes>;
 
@@ -264,7 +264,7 @@ async fn s3_inside_drain_layer_the_deadline_ends_a_stream_at_a_boundary() {
             drain.layer().layer(
                 SseDrainLayer::new(drain.signal())
                     .grace(Duration::from_secs(3600))
-                    .on_cut(move |_| {
+                    .on_stream_end(move |_| {
                         cuts.fetch_add(1, Ordering::SeqCst);
                     })
                     .layer(svc),
@@ -287,9 +287,9 @@ async fn s3_inside_drain_layer_the_deadline_ends_a_stream_at_a_boundary() {
     assert_eq!(events.last().unwrap().event, "end");
     assert!(report.deadline_reached());
     assert_eq!(
-        (report.completed(), report.cut()),
-        (1, 0),
-        "ended by its frame, not cut"
+        (report.completed(), report.ended_early(), report.cut()),
+        (0, 1, 0),
+        "ended early by its frame, not cut: {report}"
     );
     assert_eq!(cuts.load(Ordering::SeqCst), 1);
 }
@@ -304,7 +304,7 @@ async fn s5_hook_fires_once_when_the_deadline_cuts_mid_event() {
             let seen = seen.clone();
             drain.layer().layer(
                 SseDrainLayer::new(drain.signal())
-                    .on_cut(move |cut: &CutStream<'_>| {
+                    .on_stream_end(move |cut: &StreamEnd<'_>| {
                         seen.lock()
                             .unwrap()
                             .push((cut.events(), cut.last_event_id().map(String::from)));
@@ -340,9 +340,9 @@ async fn s5_hook_fires_once_when_the_deadline_cuts_mid_event() {
 async fn s5_hook_sees_what_was_sent_and_never_fires_for_a_natural_end() {
     let drain = Drain::new();
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let layer = SseDrainLayer::new(drain.signal()).on_cut({
+    let layer = SseDrainLayer::new(drain.signal()).on_stream_end({
         let seen = seen.clone();
-        move |cut: &CutStream<'_>| {
+        move |cut: &StreamEnd<'_>| {
             seen.lock().unwrap().push((
                 cut.events(),
                 cut.bytes(),
@@ -470,11 +470,12 @@ async fn a_complete_answer_first_polled_after_the_trip_arrives_whole() {
     );
 }
 
-/// A stream that always has an event ready never waits, so the trip alone
-/// does not end it; the drain deadline does, at a boundary, with the
-/// terminal frame (not a cut).
+/// A stream that always has an event ready never waits, so neither the trip
+/// nor the deadline finds a place where it would wait to end it cleanly:
+/// it runs on through the first half of the unwind, then `DrainLayer` cuts
+/// it, ready or not. Everything it sent arrived whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_endless_ready_stream_ends_with_its_terminal_frame_at_the_deadline() {
+async fn an_endless_ready_stream_is_cut_when_the_unwind_is_over() {
     let drain = Drain::new();
     let svc = tower::ServiceBuilder::new()
         .layer(drain.layer())
@@ -493,15 +494,20 @@ async fn an_endless_ready_stream_ends_with_its_terminal_frame_at_the_deadline() 
     let res = svc.oneshot(Request::new(())).await.unwrap();
     let client = tokio::spawn(async move {
         let mut body = Box::pin(res.into_body());
-        let (mut tokens, mut last) = (0u64, Bytes::new());
-        while let Some(frame) = body.frame().await {
-            last = frame.expect("ended cleanly, not cut").into_data().unwrap();
-            tokens += 1;
-            if tokens % 64 == 0 {
+        let mut tokens = 0u64;
+        loop {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    assert_eq!(frame.into_data().unwrap(), "data: token\n\n");
+                    tokens += 1;
+                }
+                Some(Err(err)) => return (tokens, err.is::<tower_drain::Cut>()),
+                None => panic!("an endless stream ended"),
+            }
+            if tokens & 63 == 0 {
                 tokio::task::yield_now().await;
             }
         }
-        (tokens, last)
     });
     while drain.in_flight() == 0 {
         tokio::task::yield_now().await;
@@ -515,13 +521,161 @@ async fn an_endless_ready_stream_ends_with_its_terminal_frame_at_the_deadline() 
     );
 
     let report = drain.shutdown(Duration::ZERO).await;
-    let (tokens, last) = tokio::time::timeout(Duration::from_secs(20), client)
+    let (tokens, cut) = tokio::time::timeout(Duration::from_secs(20), client)
         .await
         .expect("the stream ended")
         .unwrap();
-    assert!(tokens > 1);
-    assert!(last.starts_with(b"event: end\n"), "{last:?}");
-    assert_eq!((report.cut(), report.unfinished()), (0, 0), "{report}");
+    assert!(tokens > 1 && cut);
+    assert_eq!(
+        (report.ended_early(), report.cut(), report.unfinished()),
+        (0, 1, 0),
+        "{report}"
+    );
+}
+
+/// A stream in the middle of an event at the deadline, whose application
+/// has the rest ready: the rest goes out, then the terminal frame, and the
+/// stream ends early, not cut (the layer used to drop the frame that
+/// completed the event).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_in_progress_at_the_deadline_is_completed_before_the_terminal_frame() {
+    let drain = Drain::new();
+    let ends = Arc::new(Mutex::new(Vec::new()));
+    let layer = tower::layer::layer_fn({
+        let (drain, ends) = (drain.clone(), ends.clone());
+        move |svc| {
+            let ends = ends.clone();
+            drain.layer().layer(
+                SseDrainLayer::new(drain.signal())
+                    .grace(Duration::from_secs(3600))
+                    .on_stream_end(move |end: &StreamEnd<'_>| {
+                        ends.lock().unwrap().push((
+                            end.ending(),
+                            end.events(),
+                            end.last_event_id().map(String::from),
+                        ));
+                    })
+                    .layer(svc),
+            )
+        }
+    });
+    let mut s = serve(layer, "text/event-stream").await;
+    s.chunks.send("id: 1\ndata: a\n".into()).unwrap();
+    let (mut out, _) = ready_frames(&mut s.body);
+    drain.trip();
+    // The rest of the event, ready before the deadline's first poll.
+    s.chunks.send("\nid: 2\ndata: b\n\n".into()).unwrap();
+    let reader = tokio::spawn(async move {
+        let mut out = Vec::new();
+        while let Some(frame) = s.body.frame().await {
+            out.push(frame.expect("ended early, not cut").into_data().unwrap());
+        }
+        (out, s.chunks)
+    });
+    let report = drain.shutdown(Duration::ZERO).await;
+    let (rest, _chunks) = reader.await.unwrap();
+    out.extend(rest);
+    let events = parse(&out);
+    let datas: Vec<_> = events.iter().map(|e| e.data.as_str()).collect();
+    assert_eq!(&datas[..2], ["a", "b"]);
+    assert_eq!(events[2].event, "end");
+    assert_eq!((report.ended_early(), report.cut()), (1, 0), "{report}");
+    assert_eq!(
+        *ends.lock().unwrap(),
+        [(tower_drain_sse::Ending::Early, 2, Some("2".to_string()))],
+        "the hook saw what the client received"
+    );
+}
+
+/// Cut at the deadline mid-event, the hook hears exactly what the client
+/// received: nothing the layers dropped on the way.
+#[tokio::test(start_paused = true)]
+async fn a_stream_cut_mid_event_tells_the_hook_only_what_the_client_received() {
+    let drain = Drain::new();
+    let ends = Arc::new(Mutex::new(Vec::new()));
+    let layer = tower::layer::layer_fn({
+        let (drain, ends) = (drain.clone(), ends.clone());
+        move |svc| {
+            let ends = ends.clone();
+            drain.layer().layer(
+                SseDrainLayer::new(drain.signal())
+                    .on_stream_end(move |end: &StreamEnd<'_>| {
+                        ends.lock()
+                            .unwrap()
+                            .push((end.ending(), end.events(), end.bytes()));
+                    })
+                    .layer(svc),
+            )
+        }
+    });
+    let mut s = serve(layer, "text/event-stream").await;
+    s.chunks.send("id: 1\ndata: a\n".into()).unwrap();
+    let (out, _) = ready_frames(&mut s.body);
+    let received: usize = out.iter().map(Bytes::len).sum();
+    let reader = tokio::spawn(async move {
+        let result = s.body.frame().await;
+        (result.map(|frame| frame.is_err()), s.chunks)
+    });
+    let report = drain.shutdown(Duration::ZERO).await;
+    let (cut, _chunks) = reader.await.unwrap();
+    assert_eq!(cut, Some(true), "mid-event and waiting: cut");
+    assert_eq!(report.cut(), 1, "{report}");
+    assert_eq!(
+        *ends.lock().unwrap(),
+        [(tower_drain_sse::Ending::Cut, 0, received as u64)]
+    );
+}
+
+/// A complete gRPC answer (message and `OK`) that is first polled after the
+/// deadline: it goes out with its own status, not `UNAVAILABLE`, which
+/// would tell the client to retry a call that already ran.
+#[tokio::test]
+async fn a_complete_grpc_answer_first_polled_after_the_deadline_keeps_its_status() {
+    let drain = Drain::new();
+    let svc = tower::ServiceBuilder::new()
+        .layer(drain.layer())
+        .layer(SseDrainLayer::new(drain.signal()))
+        .service(tower::service_fn(|_req: Request<()>| async {
+            let mut ok = header::HeaderMap::new();
+            ok.insert("grpc-status", header::HeaderValue::from_static("0"));
+            let frames = stream::iter([
+                Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"\0\0\0\0\x02hi"))),
+                Ok(Frame::trailers(ok)),
+            ]);
+            let mut res = Response::new(StreamBody::new(frames));
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/grpc"),
+            );
+            Ok::<_, Infallible>(res)
+        }));
+    let req = Request::builder()
+        .version(http::Version::HTTP_2)
+        .header(header::CONTENT_TYPE, "application/grpc")
+        .body(())
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    let shutdown = tokio::spawn({
+        let drain = drain.clone();
+        async move { drain.shutdown(Duration::ZERO).await }
+    });
+    while !drain.signal().is_forced() {
+        tokio::task::yield_now().await;
+    }
+    let mut body = Box::pin(res.into_body());
+    let message = body.frame().await.unwrap().unwrap();
+    assert_eq!(message.into_data().unwrap(), &b"\0\0\0\0\x02hi"[..]);
+    let trailers = body
+        .frame()
+        .await
+        .unwrap()
+        .unwrap()
+        .into_trailers()
+        .unwrap();
+    assert_eq!(trailers["grpc-status"], "0");
+    assert!(body.frame().await.is_none());
+    let report = shutdown.await.unwrap();
+    assert_eq!((report.completed(), report.cut()), (1, 0), "{report}");
 }
 
 /// The grace timer is tokio's. Polled with no tokio runtime around (another
@@ -565,7 +719,7 @@ async fn a_hook_that_panics_in_a_drop_during_a_panic_does_not_abort() {
         move |svc| {
             drain.layer().layer(
                 SseDrainLayer::new(drain.signal())
-                    .on_cut(|_| panic!("the hook failed"))
+                    .on_stream_end(|_| panic!("the hook failed"))
                     .layer(svc),
             )
         }

@@ -285,7 +285,7 @@ fn run(stream: &Stream, trip_after: usize, hook: bool) -> (Vec<Bytes>, Stop) {
     let drain = Drain::new();
     let mut layer = SseDrainLayer::new(drain.signal());
     if hook {
-        layer = layer.on_cut(|cut| assert!(cut.bytes() > 0 || cut.events() == 0));
+        layer = layer.on_stream_end(|cut| assert!(cut.bytes() > 0 || cut.events() == 0));
     }
     let body = std::pin::pin!(common::through(&layer, "text/event-stream", stream.parts()));
     let (frames, stop) = common::drive(body, |received| {

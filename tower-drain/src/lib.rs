@@ -61,7 +61,7 @@
 //!   shutdown.
 //! - `signal` (default): [`Shutdown::on_signals`](shutdown::Shutdown::on_signals),
 //!   through tokio's signal support.
-//! - `metrics`: an in-flight gauge, rejected and cut counters and a drain
+//! - `metrics`: an in-flight gauge, refused and cut counters and a drain
 //!   duration histogram, through the `metrics` facade; see [`metrics`].
 //!
 //! [tower]: https://docs.rs/tower

@@ -5,7 +5,7 @@
 //! | name | kind | labels | when |
 //! |---|---|---|---|
 //! | [`IN_FLIGHT`] | gauge | | at the trip, at every progress line while waiting, at the end |
-//! | [`REJECTED`] | counter | `protocol` = `http` \| `grpc` | each refused request |
+//! | [`REFUSED`] | counter | `protocol` = `http` \| `grpc` | each refused request |
 //! | [`CUT`] | counter | `protocol` = `http` \| `grpc` | each request cut at the deadline |
 //! | [`DRAIN_DURATION`] | histogram (seconds) | | once, when a drain ends |
 //!
@@ -21,7 +21,7 @@
 /// Gauge: requests in flight during a drain.
 pub const IN_FLIGHT: &str = "tower_drain_in_flight";
 /// Counter: requests refused because the drain had tripped.
-pub const REJECTED: &str = "tower_drain_rejected_total";
+pub const REFUSED: &str = "tower_drain_refused_total";
 /// Counter: requests cut at the drain deadline (or by a second signal).
 pub const CUT: &str = "tower_drain_cut_total";
 /// Histogram: how long a drain took, from the trip to its report, in seconds.
@@ -37,9 +37,9 @@ fn protocol(grpc: bool) -> &'static str {
 }
 
 #[inline]
-pub(crate) fn rejected(grpc: bool) {
+pub(crate) fn refused(grpc: bool) {
     #[cfg(feature = "metrics")]
-    ::metrics::counter!(REJECTED, "protocol" => protocol(grpc)).increment(1);
+    ::metrics::counter!(REFUSED, "protocol" => protocol(grpc)).increment(1);
     #[cfg(not(feature = "metrics"))]
     let _ = grpc;
 }
@@ -136,8 +136,8 @@ mod tests {
                 "tower_drain_cut_total[\"protocol=http\"] 1",
                 "tower_drain_drain_duration_seconds[] [12.0]",
                 "tower_drain_in_flight[] 0",
-                "tower_drain_rejected_total[\"protocol=grpc\"] 1",
-                "tower_drain_rejected_total[\"protocol=http\"] 1",
+                "tower_drain_refused_total[\"protocol=grpc\"] 1",
+                "tower_drain_refused_total[\"protocol=http\"] 1",
             ],
         );
     }

@@ -75,8 +75,10 @@ impl Framing {
             && !headers.contains_key(CONTENT_LENGTH)
             && res.body().size_hint().exact().is_none()
             && headers
-                .get(CONTENT_ENCODING)
-                .is_none_or(|coding| coding.as_bytes().eq_ignore_ascii_case(b"identity"));
+                .get_all(CONTENT_ENCODING)
+                .iter()
+                .flat_map(|codings| codings.as_bytes().split(|&b| b == b','))
+                .all(|coding| trim(coding).eq_ignore_ascii_case(b"identity"));
         open_ended.then_some(framing)
     }
 }
@@ -233,9 +235,20 @@ mod tests {
             &[("content-length", "16")][..],
             &[("content-encoding", "gzip")],
             &[("content-encoding", "br")],
+            &[("content-encoding", "identity, gzip")],
         ] {
             assert_eq!(response(200, headers, open()), None, "{headers:?}");
         }
+        // Every field counts, not only the first.
+        let mut res = Response::new(open());
+        let headers = res.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-ndjson"),
+        );
+        headers.append("content-encoding", HeaderValue::from_static("identity"));
+        headers.append("content-encoding", HeaderValue::from_static("gzip"));
+        assert_eq!(Framing::of_response(&res), None);
         assert_eq!(
             response(200, &[], Full::new(Bytes::from_static(b"{}\n"))),
             None,

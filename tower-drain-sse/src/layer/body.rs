@@ -12,19 +12,20 @@ use tokio::time::Sleep;
 use tower_drain::drain::Tripped;
 
 use crate::framing::{Framing, Scanner};
-use crate::terminal::{Config, CutStream};
+use crate::terminal::{Config, Ending, StreamEnd};
 
 pin_project! {
     /// Response body of [`SseDrainService`](super::SseDrainService).
     ///
     /// A streaming response's frames pass through as they are (the same
-    /// `Bytes`, no copy). Once the drain trips (and any grace is over), the
-    /// stream ends at the first event boundary where the application has
-    /// nothing ready: the terminal frame, then the end of the stream. What
-    /// the application has produced is delivered first, and a stream that
-    /// ends by itself ends as it would have. At the drain deadline it ends at
-    /// the next boundary, ready frames or not. Other responses' bodies pass
-    /// through untouched.
+    /// `Bytes`, no copy). Once the drain trips (and any grace is over, or
+    /// the drain deadline has come), the stream ends at the first event
+    /// boundary where the application has nothing ready: the terminal frame,
+    /// then the end of the stream. What the application has produced is
+    /// delivered first, and a stream that ends by itself ends as it would
+    /// have. A stream that never waits runs on until `DrainLayer` cuts it,
+    /// when the unwind after the deadline is over. Other responses' bodies
+    /// pass through untouched.
     pub struct SseBody<B> {
         // `None` once the stream has ended: dropping it drops the
         // application's stream with it.
@@ -39,20 +40,20 @@ pin_project! {
     impl<B> PinnedDrop for SseBody<B> {
         fn drop(this: Pin<&mut Self>) {
             // Dropped unfinished after the deadline: the outer `DrainLayer` cut
-            // it mid-event. The hook hears of that cut too.
+            // it. The hook hears of that cut too.
             let this = this.project();
             if let (Some(_), Some(watching)) = (this.inner.as_pin_mut(), this.watching) {
                 let watch = &watching.watch;
                 if watch.config.signal.is_forced() {
-                    let cut = CutStream::new(watch.framing, watch.scanner.seen());
+                    let end = StreamEnd::new(watch.framing, Ending::Cut, watch.scanner.seen());
                     if std::thread::panicking() {
                         // A second panic while unwinding would abort the
                         // process: a hook that panics here is ignored.
                         let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                            watch.config.cut(&cut);
+                            watch.config.ended(&end);
                         }));
                     } else {
-                        watch.config.cut(&cut);
+                        watch.config.ended(&end);
                     }
                 }
             }
@@ -84,13 +85,10 @@ struct Watch {
 enum Phase {
     Serving,
     /// Tripped; the stream may run on, and finish by itself, until the
-    /// timer fires.
+    /// timer fires or the drain deadline comes.
     Grace(Pin<Box<Sleep>>),
     /// End at the first boundary where the application has nothing ready.
     Ending,
-    /// The drain deadline: end at the next boundary, without asking the
-    /// application for more.
-    Forced,
 }
 
 impl<B> SseBody<B> {
@@ -134,14 +132,9 @@ impl Watch {
 
     #[inline(never)]
     fn advance_tripped(&mut self, cx: &mut Context<'_>) {
-        if let Phase::Forced = self.phase {
-            return;
-        }
-        // At the deadline the outer `DrainLayer` wakes this body.
-        if self.config.signal.is_forced() {
-            self.phase = Phase::Forced;
-        } else if let Phase::Grace(timer) = &mut self.phase {
-            if timer.as_mut().poll(cx).is_ready() {
+        if let Phase::Grace(timer) = &mut self.phase {
+            // At the deadline the outer `DrainLayer` wakes this body.
+            if self.config.signal.is_forced() || timer.as_mut().poll(cx).is_ready() {
                 self.phase = Phase::Ending;
             }
         }
@@ -177,34 +170,22 @@ impl Watch {
         }
     }
 
-    /// Whether the stream may end here, in a phase that ends it at a
-    /// boundary.
-    #[inline]
-    fn can_end(&self) -> bool {
-        !self.finished && self.scanner.at_boundary()
-    }
-
     /// The terminal frame, if the application has nothing ready and the
-    /// stream should end here.
+    /// stream should end here: after the trip, at a boundary, and not after
+    /// the application's own end (trailers).
     #[inline]
-    fn terminal_when_waiting(&self) -> Option<Frame<Bytes>> {
-        let due = matches!(self.phase, Phase::Ending | Phase::Forced) && self.can_end();
-        due.then(|| self.terminal_frame())
-    }
-
-    /// The terminal frame, if the deadline has come and the stream is at a
-    /// boundary: the application is not asked for more.
-    #[inline]
-    fn terminal_when_forced(&self) -> Option<Frame<Bytes>> {
-        let due = matches!(self.phase, Phase::Forced) && self.can_end();
-        due.then(|| self.terminal_frame())
+    fn terminal(&self) -> Option<Frame<Bytes>> {
+        let due =
+            matches!(self.phase, Phase::Ending) && !self.finished && self.scanner.at_boundary();
+        due.then(|| self.end_early())
     }
 
     #[inline(never)]
-    fn terminal_frame(&self) -> Frame<Bytes> {
-        let cut = CutStream::new(self.framing, self.scanner.seen());
-        self.config.cut(&cut);
-        self.config.terminal(&cut)
+    fn end_early(&self) -> Frame<Bytes> {
+        let end = StreamEnd::new(self.framing, Ending::Early, self.scanner.seen());
+        self.config.signal.record_ended_early();
+        self.config.ended(&end);
+        self.config.terminal(&end)
     }
 }
 
@@ -227,10 +208,6 @@ where
         let mut watching = this.watching.as_mut().map(|w| w.as_mut().project());
         if let Some(WatchingProj { watch, .. }) = &mut watching {
             watch.advance(cx);
-            if let Some(frame) = watch.terminal_when_forced() {
-                this.inner.set(None);
-                return Poll::Ready(Some(Ok(frame)));
-            }
         }
         // The application first: what it has ready is delivered. Watched or
         // not, its frame is handed on as the `Poll` of this one call, not
@@ -249,7 +226,7 @@ where
             // it should (the trip may have come while it had nothing to send).
             Poll::Pending => {
                 watch.before_waiting(tripped, cx);
-                if let Some(frame) = watch.terminal_when_waiting() {
+                if let Some(frame) = watch.terminal() {
                     this.inner.set(None);
                     return Poll::Ready(Some(Ok(frame)));
                 }

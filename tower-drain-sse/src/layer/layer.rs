@@ -6,7 +6,7 @@ use tower_drain::DrainSignal;
 use tower_layer::Layer;
 
 use super::SseDrainService;
-use crate::terminal::{Config, CutStream};
+use crate::terminal::{Config, StreamEnd};
 
 /// Ends streaming responses with a terminal frame when the drain trips.
 ///
@@ -48,8 +48,8 @@ use crate::terminal::{Config, CutStream};
 ///         SseDrainLayer::new(drain.signal())
 ///             .message("deploying a new version; reconnect to resume")
 ///             .grace(Duration::from_secs(5))
-///             .on_cut(|cut| {
-///                 println!("cut after {} events, last id {:?}", cut.events(), cut.last_event_id());
+///             .on_stream_end(|end| {
+///                 println!("{:?} after {} events, last id {:?}", end.ending(), end.events(), end.last_event_id());
 ///             }),
 ///     )
 ///     .layer(drain.layer()); // outermost
@@ -109,7 +109,7 @@ impl SseDrainLayer {
     /// with a blank line) and must not begin with a line break.
     pub fn frame_with<F>(mut self, frame: F) -> Self
     where
-        F: Fn(&CutStream<'_>) -> Bytes + Send + Sync + 'static,
+        F: Fn(&StreamEnd<'_>) -> Bytes + Send + Sync + 'static,
     {
         Arc::make_mut(&mut self.config).set_custom(Arc::new(frame));
         self
@@ -117,9 +117,10 @@ impl SseDrainLayer {
 
     /// How long a stream may run on after the trip to finish by itself
     /// (default zero: it ends at the first event boundary after the trip
-    /// where the application has nothing ready). When the grace is over it
-    /// ends likewise; at the drain deadline it ends at the next boundary,
-    /// ready frames or not.
+    /// where the application has nothing ready). When the grace is over, or
+    /// at the drain deadline if that comes first, it ends likewise; inside
+    /// `DrainLayer`, a stream that never waits is cut when the unwind after
+    /// the deadline is over.
     ///
     /// The grace timer is tokio's: the body must be polled inside a tokio
     /// runtime with its time driver, as hyper, axum and tonic servers are.
@@ -130,15 +131,21 @@ impl SseDrainLayer {
         self
     }
 
-    /// Called once for every stream the drain ends (by the terminal frame, or
-    /// by the deadline cutting it), never for a stream that ended by itself.
-    /// It sees what the client received: the place to save partial output
+    /// Called once for every stream the drain ends: ended early with its
+    /// terminal frame ([`Ending::Early`](crate::Ending::Early)), or cut at
+    /// the deadline ([`Ending::Cut`](crate::Ending::Cut)); never for a
+    /// stream that ended by itself. It sees what the client received (whole
+    /// events, bytes, the last event ID): the place to save partial output
     /// for a client that resumes with `Last-Event-ID`.
-    pub fn on_cut<F>(mut self, hook: F) -> Self
+    ///
+    /// It runs where the stream ends: in the body's poll, or in its `Drop`
+    /// for a stream dropped cut (a panic there, during another panic, is
+    /// caught rather than abort the process).
+    pub fn on_stream_end<F>(mut self, hook: F) -> Self
     where
-        F: Fn(&CutStream<'_>) + Send + Sync + 'static,
+        F: Fn(&StreamEnd<'_>) + Send + Sync + 'static,
     {
-        Arc::make_mut(&mut self.config).set_on_cut(Arc::new(hook));
+        Arc::make_mut(&mut self.config).set_on_stream_end(Arc::new(hook));
         self
     }
 }

@@ -1,23 +1,9 @@
-use std::future::{poll_fn, Future};
-use std::pin::pin;
-use std::task::Poll;
 use std::time::Duration;
 
-use tokio::time::{Instant, MissedTickBehavior};
-
-use super::report::End;
 use super::{DrainReport, DrainSignal, Drained};
 use crate::layer::DrainLayer;
 use crate::readiness::Readiness;
 use crate::state::Handle;
-
-/// How long requests cut at the deadline get to unwind before `shutdown`
-/// reports them as unfinished. A cut request unwinds as soon as its task polls
-/// it again; this only bounds the wait for a task that never does.
-const UNWIND: Duration = Duration::from_secs(1);
-
-/// How often [`Drain::shutdown`] logs what it is waiting for.
-pub(crate) const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// The drain controller: counts what its layers admit, trips, and waits.
 ///
@@ -147,11 +133,14 @@ impl Drain {
     ///
     /// At the deadline a pending response future is dropped and answered with
     /// the layer's rejection for [`Cause::Deadline`](crate::layer::Cause)
-    /// (by default `500`, gRPC `ABORTED`: not "safe to retry"), and a
-    /// response body, waiting or not, ends with a [`Cut`](crate::Cut) error
-    /// on its next poll, so that the client sees the cut instead of a
-    /// silently short body. Cut requests are then given up to a second to
-    /// unwind; any that have not are counted as
+    /// (by default `500`, gRPC `ABORTED`: not "safe to retry"), and a body
+    /// that is waiting ends with a [`Cut`](crate::Cut) error, so that the
+    /// client sees the cut instead of a silently short body. Then comes the
+    /// unwind, up to a second: for its first half, a body with frames ready
+    /// goes on, so that what it has produced and a clean end (a
+    /// `tower-drain-sse` terminal frame) still go out; then every body still
+    /// in flight is cut on its next poll, ready or not. Requests still in
+    /// flight after the unwind are counted as
     /// [`unfinished`](DrainReport::unfinished). While it waits, it logs
     /// "waiting for N in-flight requests" every five seconds.
     ///
@@ -160,93 +149,18 @@ impl Drain {
     ///
     /// Needs a tokio runtime with the time driver enabled.
     pub async fn shutdown(&self, deadline: Duration) -> DrainReport {
-        self.drain_within(deadline, std::future::pending(), PROGRESS_EVERY)
-            .await
+        crate::shutdown::drain(
+            self,
+            deadline,
+            std::future::pending(),
+            crate::shutdown::PROGRESS_EVERY,
+        )
+        .await
     }
 
-    /// [`shutdown`](Self::shutdown), cut short when `force` resolves, with a
-    /// progress line every `progress_every` (never if zero).
-    pub(crate) async fn drain_within<F>(
-        &self,
-        deadline: Duration,
-        force: F,
-        progress_every: Duration,
-    ) -> DrainReport
-    where
-        F: Future<Output = ()>,
-    {
-        let started = Instant::now();
-        self.trip();
-        let block = self.handle.block();
-        crate::metrics::in_flight(block.in_flight());
-
-        let mut drained = pin!(self.drained());
-        let mut force = pin!(force);
-        let mut deadline_passed = pin!(tokio::time::sleep(deadline));
-        // None when off, or too far off to happen (`Duration::MAX`).
-        let mut progress = started
-            .checked_add(progress_every)
-            .filter(|_| !progress_every.is_zero())
-            .map(|first| {
-                let mut ticks = tokio::time::interval_at(first, progress_every);
-                ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-                ticks
-            });
-        let end = poll_fn(|cx| {
-            if drained.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(End::Drained);
-            }
-            if force.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(End::Forced);
-            }
-            if deadline_passed.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(End::Deadline);
-            }
-            while let Some(Poll::Ready(_)) = progress.as_mut().map(|ticks| ticks.poll_tick(cx)) {
-                let in_flight = block.in_flight();
-                crate::event!(
-                    info,
-                    in_flight,
-                    "waiting for {in_flight} in-flight requests"
-                );
-                crate::metrics::in_flight(in_flight);
-            }
-            Poll::Pending
-        })
-        .await;
-
-        if end != End::Drained {
-            crate::event!(
-                warn,
-                cutting = block.in_flight(),
-                ?deadline,
-                "{}: cutting what is still in flight",
-                if end == End::Forced {
-                    "told to stop at once"
-                } else {
-                    "drain deadline reached"
-                }
-            );
-            block.force();
-            let _ = tokio::time::timeout(UNWIND, drained).await;
-        }
-
-        let unfinished = block.in_flight();
-        let cut = block.cut();
-        let in_flight_at_trip = block.in_flight_at_trip();
-        let report = DrainReport {
-            elapsed: started.elapsed(),
-            in_flight_at_trip,
-            completed: in_flight_at_trip.saturating_sub(cut + unfinished),
-            rejected: block.rejected(),
-            cut,
-            unfinished,
-            end,
-        };
-        crate::metrics::in_flight(unfinished);
-        crate::metrics::drain_duration(report.elapsed);
-        crate::event!(info, %report, "drained");
-        report
+    /// The shared state, for the shutdown sequence.
+    pub(crate) fn block(&self) -> &'static crate::state::Block {
+        self.handle.block()
     }
 }
 
@@ -292,7 +206,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn o2_shutdown_reports_completed_and_rejected() {
+    async fn shutdown_reports_what_completed_and_what_was_refused() {
         let drain = Drain::new();
         let (tx, res) = streaming(&drain).await;
 
@@ -315,14 +229,14 @@ mod tests {
             (
                 report.in_flight_at_trip(),
                 report.completed(),
-                report.rejected(),
+                report.refused(),
                 report.cut()
             ),
             (1, 1, 1, 0)
         );
         assert!(report
             .to_string()
-            .contains("1 completed, 0 cut, 1 rejected"));
+            .contains("1 completed, 0 ended early, 0 cut, 1 refused"));
     }
 
     /// P5 where axum puts the layer: a route's service is cloned for every
@@ -392,7 +306,7 @@ mod tests {
             drain.trip();
             drop(res);
             let report = drain.shutdown(Duration::from_secs(1)).await;
-            assert_eq!(report.rejected(), 0);
+            assert_eq!(report.refused(), 0);
             assert_eq!(report.in_flight_at_trip(), 1);
         }
     }

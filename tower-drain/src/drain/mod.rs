@@ -35,8 +35,7 @@ mod report;
 mod signal;
 
 pub use self::controller::Drain;
-pub(crate) use self::controller::PROGRESS_EVERY;
 pub use self::future::{Drained, NotReady, Tripped};
 pub use self::report::DrainReport;
-pub(crate) use self::report::Took;
+pub(crate) use self::report::{exit_code, End, Took};
 pub use self::signal::DrainSignal;

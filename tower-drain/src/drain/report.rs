@@ -2,18 +2,24 @@ use std::fmt;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// What a [`Drain::shutdown`](crate::Drain::shutdown) did.
+use crate::state::Block;
+
+/// What a [`Drain::shutdown`](crate::Drain::shutdown) did, in the words of
+/// the README's glossary: of the requests in flight at the trip, how many
+/// completed, ended early, were cut or are unfinished; and how many were
+/// refused.
 ///
 /// `Display` gives a one-line summary for the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DrainReport {
-    pub(crate) elapsed: Duration,
-    pub(crate) in_flight_at_trip: usize,
-    pub(crate) completed: usize,
-    pub(crate) rejected: usize,
-    pub(crate) cut: usize,
-    pub(crate) unfinished: usize,
-    pub(crate) end: End,
+    elapsed: Duration,
+    in_flight_at_trip: usize,
+    completed: usize,
+    ended_early: usize,
+    refused: usize,
+    cut: usize,
+    unfinished: usize,
+    end: End,
 }
 
 /// How the wait of a drain ended.
@@ -28,6 +34,24 @@ pub(crate) enum End {
 }
 
 impl DrainReport {
+    /// The report of the drain behind `block`, as it stands now.
+    pub(crate) fn of(block: &Block, elapsed: Duration, end: End) -> Self {
+        let unfinished = block.in_flight();
+        let cut = block.cut();
+        let ended_early = block.ended_early();
+        let in_flight_at_trip = block.in_flight_at_trip();
+        Self {
+            elapsed,
+            in_flight_at_trip,
+            completed: in_flight_at_trip.saturating_sub(ended_early + cut + unfinished),
+            ended_early,
+            refused: block.refused(),
+            cut,
+            unfinished,
+            end,
+        }
+    }
+
     /// How long the drain took, from the trip until it returned.
     pub fn elapsed(&self) -> Duration {
         self.elapsed
@@ -44,13 +68,22 @@ impl DrainReport {
         self.completed
     }
 
-    /// Requests refused because the drain had tripped.
-    pub fn rejected(&self) -> usize {
-        self.rejected
+    /// Streams in flight at the trip that the drain ended early, cleanly,
+    /// with a terminal frame the client understands (counted by
+    /// `tower-drain-sse`): the client has every whole event it was sent,
+    /// and is told to reconnect.
+    pub fn ended_early(&self) -> usize {
+        self.ended_early
     }
 
-    /// Requests cut at the deadline: a pending response answered with the
-    /// deadline's rejection, or a body ended with an error.
+    /// Requests refused because the drain had tripped: answered with the
+    /// rejection, never passed to the service.
+    pub fn refused(&self) -> usize {
+        self.refused
+    }
+
+    /// Requests cut at the deadline without a clean end: a pending response
+    /// answered with the deadline's rejection, or a body ended with an error.
     pub fn cut(&self) -> usize {
         self.cut
     }
@@ -73,7 +106,8 @@ impl DrainReport {
         self.end == End::Forced
     }
 
-    /// Nothing was cut and nothing is left: everything admitted finished.
+    /// Nothing was cut and nothing is left: everything admitted finished,
+    /// on its own or ended early with a terminal frame.
     pub fn is_clean(&self) -> bool {
         self.cut == 0 && self.unfinished == 0
     }
@@ -91,11 +125,17 @@ impl DrainReport {
     /// # }
     /// ```
     pub fn exit_code(&self) -> ExitCode {
-        if self.is_clean() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        }
+        exit_code(self.is_clean())
+    }
+}
+
+/// Success for a clean shutdown, failure otherwise: the one mapping both
+/// reports use.
+pub(crate) fn exit_code(clean: bool) -> ExitCode {
+    if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -117,12 +157,13 @@ impl fmt::Display for DrainReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "drained in {}: {} in flight at trip, {} completed, {} cut, {} rejected",
+            "drained in {}: {} in flight at trip, {} completed, {} ended early, {} cut, {} refused",
             Took(self.elapsed),
             self.in_flight_at_trip,
             self.completed,
+            self.ended_early,
             self.cut,
-            self.rejected
+            self.refused
         )?;
         if self.unfinished > 0 {
             write!(f, ", {} unfinished", self.unfinished)?;

@@ -64,6 +64,15 @@ impl DrainSignal {
         self.handle.block().is_forced()
     }
 
+    /// Records that a stream in flight was ended early, cleanly, on the
+    /// drain's behalf: a body wrapper (such as `tower-drain-sse`'s) sent its
+    /// terminal frame. It is counted in
+    /// [`DrainReport::ended_early`](crate::DrainReport::ended_early) rather
+    /// than as completed.
+    pub fn record_ended_early(&self) {
+        self.handle.block().count_ended_early();
+    }
+
     /// A future that resolves once the drain has tripped (at once if it has).
     ///
     /// It is `'static` and owns what it needs, so it can be stored in a

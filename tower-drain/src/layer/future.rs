@@ -63,7 +63,7 @@ impl<F, R: Reject> ResponseFuture<F, R> {
     }
 
     pub(crate) fn refused(rejection: Rejection, reject: R) -> Self {
-        crate::metrics::rejected(rejection.is_grpc());
+        crate::metrics::refused(rejection.is_grpc());
         Self {
             state: State::Refused { rejection },
             reject,

@@ -152,23 +152,37 @@ impl Rejection {
 }
 
 /// Whether an `Accept` header lists `text/event-stream` (parameters and
-/// letter case aside).
+/// letter case aside) as acceptable: not with `q=0`, which RFC 9110
+/// (§12.4.2) makes "not acceptable".
 fn accepts_event_stream(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT)
         .iter()
         .flat_map(|accept| accept.as_bytes().split(|&b| b == b','))
         .any(|range| {
-            let essence = range.split(|&b| b == b';').next().unwrap_or_default();
-            let start = essence.iter().position(|b| !b.is_ascii_whitespace());
-            let end = essence.iter().rposition(|b| !b.is_ascii_whitespace());
-            match (start, end) {
-                (Some(start), Some(end)) => {
-                    essence[start..=end].eq_ignore_ascii_case(b"text/event-stream")
-                }
-                _ => false,
-            }
+            let mut parts = range.split(|&b| b == b';').map(trim);
+            parts
+                .next()
+                .is_some_and(|essence| essence.eq_ignore_ascii_case(b"text/event-stream"))
+                && !parts.any(|param| {
+                    param.len() > 2
+                        && param[..2].eq_ignore_ascii_case(b"q=")
+                        && std::str::from_utf8(&param[2..])
+                            .ok()
+                            .and_then(|q| q.parse::<f32>().ok())
+                            == Some(0.0)
+                })
         })
+}
+
+/// `bytes` without leading and trailing ASCII whitespace.
+fn trim(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace());
+    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace());
+    match (start, end) {
+        (Some(start), Some(end)) => &bytes[start..=end],
+        _ => &[],
+    }
 }
 
 /// The default rejection.
@@ -533,6 +547,7 @@ mod tests {
             "text/event-stream",
             "Text/Event-Stream",
             "text/html, text/event-stream;q=0.9",
+            "text/event-stream;q=0.001",
             " text/event-stream ; charset=utf-8",
         ] {
             let rejection = Rejection::refused(&event_source(accept));
@@ -562,6 +577,8 @@ mod tests {
         for req in [
             event_source("text/event-streams"),
             event_source("application/json"),
+            event_source("application/json, text/event-stream;q=0"),
+            event_source("text/event-stream; Q=0.000"),
             Request::get("/").body(()).unwrap(),
             Request::post("/chat")
                 .header(ACCEPT, "text/event-stream")

@@ -1,5 +1,4 @@
 use std::fmt;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -10,7 +9,7 @@ use tower_service::Service;
 use super::exempt::RequestHead;
 use super::reject::Head;
 use super::{DefaultReject, Exempt, NoExempt, Reject, Rejection, ResponseBody, ResponseFuture};
-use crate::state::{current_slot, Admission, ServiceRef, Wait};
+use crate::state::{current_slot, Admission, Registration, ServiceRef};
 use crate::BoxError;
 
 /// The service made by [`DrainLayer`](super::DrainLayer).
@@ -35,8 +34,9 @@ pub struct DrainService<S, R = DefaultReject, E = NoExempt> {
     /// not ready: the next call is refused, whatever it is.
     refusing: bool,
     /// Wakes a `poll_ready` that waits on the inner service at the trip.
-    /// Made only once the inner service has made a caller wait.
-    waiting: Option<Pin<Box<Wait>>>,
+    /// Made only once the inner service has made a caller wait (a place in
+    /// the slot's list, reused: no allocation per request).
+    waiting: Option<Registration>,
 }
 
 impl<S: Clone, R: Clone, E: Clone> Clone for DrainService<S, R, E> {
@@ -374,7 +374,7 @@ mod tests {
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(handle.poll_request().is_pending());
         let report = drain.shutdown(std::time::Duration::ZERO).await;
-        assert_eq!(report.rejected(), 2);
+        assert_eq!(report.refused(), 2);
     }
 
     /// An exempt request after the trip still needs the inner service: when

@@ -75,11 +75,17 @@
 //! manifest with the arithmetic.
 
 mod cleanup;
+mod drain;
 mod report;
 mod trigger;
 
 pub use self::cleanup::{HookError, HookOutcome, HookReport};
 pub use self::report::ShutdownReport;
+
+pub(crate) use self::drain::drain;
+
+/// How often the drain logs what it is waiting for, by default.
+pub(crate) const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 use std::borrow::Cow;
 use std::fmt;
@@ -92,7 +98,6 @@ use tokio::time::Instant;
 
 use self::cleanup::Hook;
 use self::trigger::{BoxFuture, Trigger};
-use crate::drain::PROGRESS_EVERY;
 use crate::{BoxError, Drain};
 
 /// The shutdown sequence: a builder, then [`run`](Self::run). See the
@@ -277,7 +282,7 @@ impl Shutdown {
                 force.await;
             }
         };
-        let drained = drain.drain_within(deadline, force, progress_every).await;
+        let drained = self::drain(&drain, deadline, force, progress_every).await;
         stop.send_replace(true);
 
         let cleanup_started = Instant::now();

@@ -55,11 +55,7 @@ impl ShutdownReport {
     /// `0` when the shutdown was [clean](Self::is_clean), `1` when something
     /// was cut or a hook failed, timed out or was skipped.
     pub fn exit_code(&self) -> ExitCode {
-        if self.is_clean() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        }
+        crate::drain::exit_code(self.is_clean())
     }
 }
 

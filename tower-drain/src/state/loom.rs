@@ -10,7 +10,7 @@ use loom::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use loom::sync::Arc;
 use loom::thread;
 
-use super::{Admission, Block, Event, Guard, Wait};
+use super::{Admission, Block, Event, Guard, ServiceRef, Wait};
 
 /// Blocks are never freed in production (see `pool.rs`); leaking one per
 /// model iteration mirrors that.
@@ -27,11 +27,11 @@ fn admit(block: &'static Block, slot: usize) -> Option<Guard> {
     }
 }
 
-/// P2: a request admitted on any slot is still in flight while it runs, so it
+/// A request admitted on any slot is still in flight while it runs, so it
 /// can never run after `drained` has resolved; once drained, nothing is ever
 /// admitted again; and the waiter is woken whatever the interleaving.
 #[test]
-fn p2_no_admission_after_drained() {
+fn no_request_is_admitted_after_drained() {
     loom::model(|| {
         let block = block(2);
         let drained = Arc::new(AtomicBool::new(false));
@@ -61,10 +61,10 @@ fn p2_no_admission_after_drained() {
     });
 }
 
-/// P2: the releases of two slots race each other and the waiter; whichever
+/// The releases of two slots race each other and the waiter; whichever
 /// is last wakes it.
 #[test]
-fn p2_no_lost_wakeup_between_slots() {
+fn drained_wakes_whichever_slot_releases_last() {
     loom::model(|| {
         let block = block(2);
         let first = admit(block, 0).unwrap();
@@ -186,5 +186,28 @@ fn recycling_races_a_service_that_outlived_its_drain() {
         }
         // The new drain admits and counts normally.
         assert!(admit(tripped, 1).is_some());
+    });
+}
+
+/// A service whose inner service made its caller wait is woken at the trip,
+/// whether it registered before or after it, and then finds the drain
+/// tripped (it refuses instead of waiting on).
+#[test]
+fn the_trip_wakes_a_service_waiting_on_its_inner_service() {
+    loom::model(|| {
+        let block = block(1);
+        let service = ServiceRef::new(block);
+        let tripper = thread::spawn(move || block.trip());
+
+        let mut registration = None;
+        block_on(poll_fn(|cx| {
+            if service.poll_tripped(0, &mut registration, cx) {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        }));
+        drop(registration);
+        assert!(tripper.join().unwrap());
     });
 }

@@ -25,15 +25,9 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Mutex, PoisonError};
-use std::task::Context;
 
-use super::{
-    count, slots_for_this_machine, Admission, Block, Event, Wait, GENERATION, GENERATION_SHIFT,
-};
-use crate::sync::{fence, Ordering};
+use super::{slots_for_this_machine, Block, ServiceRef};
 
 /// Blocks whose handles are all gone, waiting for a new drain.
 static RETIRED: Mutex<Retired> = Mutex::new(Retired {
@@ -106,138 +100,22 @@ impl Handle {
 
     /// A reference for a service: no count, the current generation.
     pub(crate) fn service(&self) -> ServiceRef {
-        ServiceRef {
-            block: self.block,
-            generation: self.block.generation(),
-        }
-    }
-}
-
-/// What a `DrainService` holds: its block and the generation of its drain.
-/// `Copy`: cloning a service writes nothing shared.
-#[derive(Clone, Copy)]
-pub(crate) struct ServiceRef {
-    block: &'static Block,
-    generation: usize,
-}
-
-impl ServiceRef {
-    /// Admits a request into the current thread's slot (see
-    /// [`Block::try_admit`]).
-    #[inline]
-    pub(crate) fn try_admit(&self, index: usize) -> Admission {
-        self.block.try_admit(index, self.generation)
-    }
-
-    /// Whether the drain has tripped. If it has not, the task in `cx` is
-    /// woken when it does, through `waiting` (made here on first use, kept
-    /// for the next call). A drain that is gone never trips.
-    pub(crate) fn poll_tripped(
-        &self,
-        index: usize,
-        waiting: &mut Option<Pin<Box<Wait>>>,
-        cx: &mut Context<'_>,
-    ) -> bool {
-        loop {
-            match self.block.tripped(index, self.generation) {
-                Some(true) => return true,
-                None => return false,
-                Some(false) => {}
-            }
-            let wait =
-                waiting.get_or_insert_with(|| Box::pin(Wait::new(self.block, Event::Tripped)));
-            if wait.as_mut().poll(cx).is_pending() {
-                return false;
-            }
-            // The block has tripped: this drain (checked again above), or,
-            // once it is gone, a later one (`None` above).
-            *waiting = None;
-        }
-    }
-
-    /// Counts a request refused without an admission attempt.
-    pub(crate) fn count_refusal(&self, index: usize) {
-        self.block.count_refusal(index, self.generation);
-    }
-}
-
-impl fmt::Debug for ServiceRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.block.generation() == self.generation {
-            self.block.fmt(f)
-        } else {
-            f.write_str("Drain(gone)")
-        }
-    }
-}
-
-impl Block {
-    /// Moves a retired block on to a new drain: every slot word to the next
-    /// generation, with no flags and a zero count, and the rest of the state
-    /// back to that of `Block::new`. Fails, leaving the block to its old
-    /// drain, if any slot has a request in flight.
-    pub(crate) fn recycle(&self) -> bool {
-        #[cfg(all(test, not(loom)))]
-        tests::RECYCLE_ATTEMPTS.with(|n| n.set(n.get() + 1));
-        let old = self.generation();
-        let next = old.wrapping_add(1 << GENERATION_SHIFT) & GENERATION;
-        let mut previous = Vec::with_capacity(self.slots.len());
-        for slot in self.slots.iter() {
-            let word = slot.word.load(Ordering::Acquire);
-            let moved_on = count(word) == 0
-                && word & GENERATION == old
-                && slot
-                    .word
-                    .compare_exchange(word, next, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok();
-            if !moved_on {
-                // Back to the old drain. Nothing was admitted under the new
-                // generation: the block has not been handed out.
-                for (slot, word) in self.slots.iter().zip(previous) {
-                    slot.word.store(word, Ordering::Release);
-                }
-                return false;
-            }
-            previous.push(word);
-        }
-        for slot in self.slots.iter() {
-            slot.rejected.store(0, Ordering::Relaxed);
-            slot.cut.store(0, Ordering::Relaxed);
-        }
-        self.tripped.store(false, Ordering::Relaxed);
-        self.forced.store(false, Ordering::Relaxed);
-        self.lame_duck.store(false, Ordering::Relaxed);
-        self.at_trip.store(0, Ordering::Relaxed);
-        self.handles.store(1, Ordering::Relaxed);
-        self.generation.store(next, Ordering::Release);
-        true
-    }
-}
-
-#[cfg(all(test, not(loom)))]
-impl Block {
-    /// Live handles, for the tests.
-    pub(crate) fn handles(&self) -> usize {
-        self.handles.load(Ordering::Relaxed)
+        ServiceRef::new(self.block)
     }
 }
 
 impl Clone for Handle {
     fn clone(&self) -> Self {
-        // As in `Arc::clone`: a new reference is made from an existing one, so
-        // nothing needs ordering here.
-        self.block.handles.fetch_add(1, Ordering::Relaxed);
+        self.block.add_handle();
         Self { block: self.block }
     }
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        if self.block.handles.fetch_sub(1, Ordering::Release) != 1 {
-            return;
+        if self.block.drop_handle() {
+            retired().retire(self.block);
         }
-        fence(Ordering::Acquire);
-        retired().retire(self.block);
     }
 }
 
@@ -256,7 +134,7 @@ pub(super) mod tests {
 
     std::thread_local! {
         /// `Block::recycle` calls made on this thread.
-        pub(super) static RECYCLE_ATTEMPTS: Cell<usize> = const { Cell::new(0) };
+        pub(crate) static RECYCLE_ATTEMPTS: Cell<usize> = const { Cell::new(0) };
         /// Blocks placed (never freed) on this thread.
         pub(crate) static LEAKED: Cell<usize> = const { Cell::new(0) };
     }
