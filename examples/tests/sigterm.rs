@@ -189,7 +189,7 @@ async fn the_largest_durations_never_panic_the_sequence() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn o3_readyz_fails_from_the_lame_duck_while_other_routes_and_livez_answer() {
+async fn readyz_fails_from_the_lame_duck_while_other_routes_and_livez_answer() {
     let (mut server, addr) = start(&[("LAME_DUCK_SECS", "3"), ("DRAIN_DEADLINE_SECS", "20")]);
     let status = |path: &'static str| async move {
         let res = http1()

@@ -13,7 +13,7 @@ use tower_drain_tests::{app, full_stream, get_req, http1, serve_axum, text, with
 const STREAMS: usize = 8;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn p1_o1_streams_finish_and_drained_waits_for_the_last_body() {
+async fn streams_finish_and_drained_waits_for_the_last_body() {
     let drain = Drain::new();
     let gate = Gate::new();
     let app = app(gate.clone()).layer(drain.layer());
@@ -66,7 +66,7 @@ async fn p1_o1_streams_finish_and_drained_waits_for_the_last_body() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn o2_shutdown_report_matches_what_the_client_saw() {
+async fn the_shutdown_report_matches_what_the_clients_saw() {
     let drain = Drain::new();
     let gate = Gate::new();
     let app = app(gate.clone()).layer(drain.layer());

@@ -3,9 +3,9 @@
 //! `drained()` resolved, within a bound.
 //!
 //! Elsewhere: a client disconnecting mid-body (`hyper.rs`,
-//! `p3_client_disconnect_mid_body_releases_the_count`), a client that never
+//! `a_client_gone_mid_body_releases_the_count`), a client that never
 //! reads (`slow_reader.rs`), trips from many threads and the admit/trip race
-//! under threads (`tower-drain/tests/p2_stress.rs`), and the same paths as
+//! under threads (`tower-drain/tests/stress.rs`), and the same paths as
 //! unit tests with `tower-test` (`tower-drain/src/layer/service.rs`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -62,7 +62,7 @@ fn faulty() -> Router {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn p3_a_handler_panic_without_catch_panic_releases_the_count() {
+async fn a_handler_panic_without_catch_panic_releases_the_count() {
     let drain = Drain::new();
     let (listener, addr) = listen().await;
     // hyper's connection task unwinds with the panic, dropping the future.
@@ -74,7 +74,7 @@ async fn p3_a_handler_panic_without_catch_panic_releases_the_count() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn p3_a_handler_panic_with_catch_panic_is_a_500_and_releases_the_count() {
+async fn a_handler_panic_with_catch_panic_is_a_500_and_releases_the_count() {
     let drain = Drain::new();
     let (listener, addr) = listen().await;
     let app = faulty().layer(tower_http::catch_panic::CatchPanicLayer::new());
@@ -92,7 +92,7 @@ async fn p3_a_handler_panic_with_catch_panic_is_a_500_and_releases_the_count() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn p3_a_body_whose_poll_frame_errors_releases_the_count() {
+async fn a_body_whose_poll_frame_errors_releases_the_count() {
     let drain = Drain::new();
     let (listener, addr) = listen().await;
     let server = serve_hyper(listener, drain.layer().layer(faulty()));
@@ -118,7 +118,7 @@ async fn p3_a_body_whose_poll_frame_errors_releases_the_count() {
 /// trip landing in the middle: each request is either refused (and never
 /// reaches the app) or served to the end, and the report adds up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn p1_a_trip_amid_thousands_of_concurrent_admissions() {
+async fn a_trip_amid_thousands_of_concurrent_admissions() {
     const REQUESTS: usize = 4000;
     let drain = Drain::new();
     let gate = Gate::new();

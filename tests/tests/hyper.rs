@@ -11,7 +11,7 @@ use tower_drain_tests::{app, get_req, http1, http2, listen, serve_hyper, text, w
 /// Over HTTP/2 the rejection carries no connection-specific header: the h2
 /// client would refuse the response as malformed if it did.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn p6_http2_rejection_over_the_wire() {
+async fn an_http2_refusal_has_no_connection_header_over_the_wire() {
     let drain = Drain::new();
     let (listener, addr) = listen().await;
     let server = serve_hyper(listener, drain.layer().layer(app(Gate::new())));
@@ -35,7 +35,7 @@ async fn p6_http2_rejection_over_the_wire() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn p7_grpc_rejection_over_http2_is_trailers_only() {
+async fn a_grpc_refusal_over_http2_is_trailers_only() {
     let drain = Drain::new();
     let (listener, addr) = listen().await;
     let server = serve_hyper(listener, drain.layer().layer(app(Gate::new())));
@@ -58,7 +58,7 @@ async fn p7_grpc_rejection_over_http2_is_trailers_only() {
 /// P9: a keep-alive client whose response was produced after the trip is told
 /// to close, and the server closes that connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn p9_response_after_trip_closes_the_keep_alive_connection() {
+async fn a_response_after_the_trip_closes_the_keep_alive_connection() {
     let drain = Drain::new();
     let gate = Gate::new();
     let (listener, addr) = listen().await;
@@ -91,7 +91,7 @@ async fn p9_response_after_trip_closes_the_keep_alive_connection() {
 
 /// P3 over the wire: a client that goes away mid-body gives the count back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn p3_client_disconnect_mid_body_releases_the_count() {
+async fn a_client_gone_mid_body_releases_the_count() {
     let drain = Drain::new();
     let (listener, addr) = listen().await;
     let server = serve_hyper(listener, drain.layer().layer(app(Gate::new())));

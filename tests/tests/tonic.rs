@@ -119,7 +119,7 @@ async fn client(addr: SocketAddr) -> ChatClient<tonic::transport::Channel> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn p7_unary_answers_before_the_trip_and_is_unavailable_after() {
+async fn a_unary_call_is_answered_before_the_trip_and_unavailable_after() {
     let drain = Drain::new();
     let (addr, _done) = serve(&drain, Gate::new()).await;
     let mut client = client(addr).await;

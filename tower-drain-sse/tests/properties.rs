@@ -136,7 +136,7 @@ impl Wake for CountingWaker {
 }
 
 #[tokio::test]
-async fn s2_terminal_frame_parses_as_its_own_event() {
+async fn the_terminal_frame_parses_as_an_event_of_its_own() {
     let drain = Drain::new();
     let layer = SseDrainLayer::new(drain.signal())
         .event("bye")
@@ -169,7 +169,7 @@ async fn s2_terminal_frame_parses_as_its_own_event() {
 }
 
 #[tokio::test]
-async fn s3_stream_is_woken_by_the_trip_not_a_timer() {
+async fn a_stream_is_woken_by_the_trip_not_by_a_timer() {
     let drain = Drain::new();
     let mut s = serve(SseDrainLayer::new(drain.signal()), "text/event-stream").await;
     s.chunks.send("data: a\n\n".into()).unwrap();
@@ -199,7 +199,7 @@ async fn s3_stream_is_woken_by_the_trip_not_a_timer() {
 }
 
 #[tokio::test]
-async fn s3_an_event_in_progress_and_what_is_ready_go_out_before_the_terminal_frame() {
+async fn an_event_in_progress_and_what_is_ready_go_out_before_the_terminal_frame() {
     let drain = Drain::new();
     let mut s = serve(SseDrainLayer::new(drain.signal()), "text/event-stream").await;
     s.chunks.send("data: par".into()).unwrap();
@@ -228,7 +228,7 @@ async fn s3_an_event_in_progress_and_what_is_ready_go_out_before_the_terminal_fr
 }
 
 #[tokio::test(start_paused = true)]
-async fn s3_grace_lets_a_stream_run_on_then_ends_it_at_a_boundary() {
+async fn grace_lets_a_stream_run_on_then_ends_it_at_a_boundary() {
     let drain = Drain::new();
     let layer = SseDrainLayer::new(drain.signal()).grace(Duration::from_secs(10));
     let mut s = serve(layer, "text/event-stream").await;
@@ -254,7 +254,7 @@ async fn s3_grace_lets_a_stream_run_on_then_ends_it_at_a_boundary() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn s3_inside_drain_layer_the_deadline_ends_a_stream_at_a_boundary() {
+async fn inside_drain_layer_the_deadline_ends_a_stream_in_its_grace_early() {
     let drain = Drain::new();
     let cuts = Arc::new(AtomicUsize::new(0));
     let layer = tower::layer::layer_fn({
@@ -295,7 +295,7 @@ async fn s3_inside_drain_layer_the_deadline_ends_a_stream_at_a_boundary() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn s5_hook_fires_once_when_the_deadline_cuts_mid_event() {
+async fn the_hook_hears_once_of_a_stream_cut_mid_event() {
     let drain = Drain::new();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let layer = tower::layer::layer_fn({
@@ -337,7 +337,7 @@ async fn s5_hook_fires_once_when_the_deadline_cuts_mid_event() {
 }
 
 #[tokio::test]
-async fn s5_hook_sees_what_was_sent_and_never_fires_for_a_natural_end() {
+async fn the_hook_sees_what_was_sent_and_never_hears_of_a_natural_end() {
     let drain = Drain::new();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let layer = SseDrainLayer::new(drain.signal()).on_stream_end({
@@ -373,7 +373,7 @@ async fn s5_hook_sees_what_was_sent_and_never_fires_for_a_natural_end() {
 }
 
 #[tokio::test]
-async fn s4_frames_pass_through_as_the_same_bytes() {
+async fn frames_pass_through_as_the_same_bytes() {
     let drain = Drain::new();
     let mut s = serve(SseDrainLayer::new(drain.signal()), "text/event-stream").await;
     let sent: Vec<Bytes> = (0..4)

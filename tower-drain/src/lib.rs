@@ -68,7 +68,7 @@
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 macro_rules! event {
     ($level:ident, $($arg:tt)+) => {

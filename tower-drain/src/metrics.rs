@@ -80,7 +80,7 @@ mod tests {
     use crate::Drain;
 
     #[tokio::test(flavor = "current_thread", start_paused = true)]
-    async fn o4_metrics_count_rejections_and_cuts_by_protocol() {
+    async fn metrics_count_refusals_and_cuts_by_protocol() {
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
         // This thread runs the whole test (current-thread runtime).

@@ -94,7 +94,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn o3_readiness_fails_from_lame_duck_on() {
+    async fn readiness_fails_from_the_lame_duck_on() {
         let drain = Drain::new();
         assert_eq!(probe(&drain).await, (StatusCode::OK, "ready\n".into()));
         assert!(drain.signal().is_ready());
@@ -108,7 +108,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn o3_not_ready_resolves_at_the_lame_duck_and_at_a_bare_trip() {
+    async fn not_ready_resolves_at_the_lame_duck_and_at_a_bare_trip() {
         let drain = Drain::new();
         let waiter = tokio::spawn(drain.signal().not_ready());
         tokio::task::yield_now().await;
@@ -125,7 +125,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn o3_readiness_fails_at_a_trip_without_lame_duck() {
+    async fn readiness_fails_at_a_trip_without_a_lame_duck() {
         let drain = Drain::new();
         drain.trip();
         assert!(!drain.signal().is_ready());

@@ -128,7 +128,7 @@ where
 }
 
 /// Cases per property: 512 in CI, more with `PROPTEST_CASES` for a long run
-/// (`PROPTEST_CASES=100000 cargo test --release -p tower-drain-sse --test s1_boundary`).
+/// (`PROPTEST_CASES=100000 cargo test --release -p tower-drain-sse --test sse_boundary`).
 #[allow(dead_code)] // Not every test binary has properties.
 pub(crate) fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")

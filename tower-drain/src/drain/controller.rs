@@ -192,7 +192,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn o1_drained_waits_for_trip_and_allows_many_waiters() {
+    async fn drained_waits_for_the_trip_and_wakes_every_waiter() {
         let drain = Drain::new();
         let waiters: Vec<_> = (0..8).map(|_| tokio::spawn(drain.drained())).collect();
         tokio::task::yield_now().await;
@@ -242,7 +242,7 @@ mod tests {
     /// P5 where axum puts the layer: a route's service is cloned for every
     /// request, and a clone must not write a count every core shares.
     #[tokio::test]
-    async fn p5_cloning_a_service_takes_no_shared_count() {
+    async fn cloning_a_service_writes_no_shared_count() {
         let drain = Drain::new();
         let handles = drain.handle.block().handles();
         let svc = drain.layer().layer(counting_service().1);

@@ -167,7 +167,7 @@ mod tests {
     use crate::Drain;
 
     #[tokio::test]
-    async fn o3_exempt_requests_pass_uncounted_and_are_never_refused() {
+    async fn exempt_requests_pass_uncounted_and_are_never_refused() {
         let drain = Drain::new();
         let (calls, inner) = counting_service();
         let svc = drain
@@ -200,7 +200,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn p1_request_after_trip_never_reaches_inner() {
+    async fn refused_after_trip_never_reaches_the_service() {
         let drain = Drain::new();
         let (calls, inner) = counting_service();
         let mut svc = drain.layer().layer(inner);
@@ -221,7 +221,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn p1_counted_until_the_body_ends_not_the_future() {
+    async fn a_request_counts_until_its_body_ends_not_its_future() {
         let drain = Drain::new();
         let (tx, res) = streaming(&drain).await;
         assert_eq!(drain.in_flight(), 1, "resolved future, body still open");
@@ -239,7 +239,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn p3_count_returns_to_zero_on_inner_error() {
+    async fn the_count_returns_to_zero_on_an_inner_error() {
         let drain = Drain::new();
         let mut svc = drain
             .layer()
@@ -258,7 +258,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn p3_count_returns_to_zero_when_the_handler_panics() {
+    async fn the_count_returns_to_zero_when_the_handler_panics() {
         let drain = Drain::new();
         let svc = drain
             .layer()
@@ -274,7 +274,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn p3_count_returns_to_zero_when_the_future_is_dropped() {
+    async fn the_count_returns_to_zero_when_the_future_is_dropped() {
         let drain = Drain::new();
         let mut svc = drain
             .layer()
@@ -289,7 +289,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn p3_count_returns_to_zero_when_the_body_is_dropped_mid_stream() {
+    async fn the_count_returns_to_zero_when_the_body_is_dropped_mid_stream() {
         let drain = Drain::new();
         let (tx, res) = streaming(&drain).await;
         tx.send(Ok("first".into())).unwrap();
@@ -302,7 +302,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn p3_count_returns_to_zero_when_the_body_errors() {
+    async fn the_count_returns_to_zero_when_the_body_errors() {
         let drain = Drain::new();
         let (tx, res) = streaming(&drain).await;
         tx.send(Err(std::io::Error::other("upstream broke")))
@@ -316,7 +316,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn p4_poll_ready_passes_through_and_never_counts() {
+    async fn readiness_is_the_inner_services_and_never_counts() {
         let drain = Drain::new();
         let (mut svc, mut handle) =
             mock::spawn_layer::<Request<()>, Response<TestBody>, _>(drain.layer());
@@ -413,7 +413,7 @@ mod tests {
     }
 
     #[test]
-    fn p8_error_is_the_inner_error_and_works_in_axum_without_handle_error() {
+    fn the_error_is_the_inner_error_so_axum_needs_no_handle_error() {
         fn assert_error<S, Req>(_: &S)
         where
             S: tower::Service<Req, Error = Infallible>,

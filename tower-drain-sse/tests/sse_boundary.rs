@@ -304,7 +304,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: common::cases(), ..ProptestConfig::default() })]
 
     #[test]
-    fn s1_terminal_frame_only_where_the_stream_waits_at_an_event_boundary(
+    fn the_terminal_frame_lands_only_where_the_stream_waits_at_an_event_boundary(
         (stream, trip_after) in case(),
         hook in any::<bool>(),
     ) {
@@ -347,7 +347,7 @@ proptest! {
 /// A stream whose every frame is ready (a complete answer) is never ended by
 /// the drain, wherever the trip comes: it ends by itself.
 #[test]
-fn s1_a_stream_that_never_waits_ends_by_itself() {
+fn a_stream_that_never_waits_ends_by_itself() {
     let bytes = b"data: a\n\ndata: b\n\ndata: c\n\n";
     let stream = Stream {
         bytes: bytes.to_vec(),
@@ -365,7 +365,7 @@ fn s1_a_stream_that_never_waits_ends_by_itself() {
 }
 
 #[test]
-fn s1_mixed_line_endings_and_split_crlf() {
+fn mixed_line_endings_and_a_split_crlf_keep_their_boundaries() {
     // A CRLF split over two chunks, then events with each line ending; the
     // application waits after every chunk.
     let bytes = b"data: a\r\n\r\ndata: b\r\rdata: c\n\r\ndata: d\r\n\n";
@@ -394,7 +394,7 @@ fn s1_mixed_line_endings_and_split_crlf() {
 /// last event's ID ends inside an event, though no parser could tell. The
 /// terminal frame waits for that event's end.
 #[test]
-fn s1_a_pending_id_line_is_inside_an_event() {
+fn a_pending_id_line_is_inside_an_event() {
     let bytes = b"id: 428\r\ndata: a\r\n\r\nid: 428\r\ndata: b\n\n";
     let ends = vec![20 + 9, bytes.len()];
     assert!(!is_boundary(&bytes[..ends[0]]));

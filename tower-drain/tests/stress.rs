@@ -18,7 +18,7 @@ const ROUNDS: usize = 40;
 const CALLS_PER_THREAD: usize = 20_000;
 
 #[test]
-fn p2_no_admission_after_drained_under_threads() {
+fn no_request_is_admitted_after_drained_under_threads() {
     for round in 0..ROUNDS {
         let drain = Drain::new();
         let drained = Arc::new(AtomicBool::new(false));

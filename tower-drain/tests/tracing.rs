@@ -31,7 +31,7 @@ impl std::io::Write for Log {
 }
 
 #[tokio::test(start_paused = true)]
-async fn o4_tracing_events_at_each_phase() {
+async fn tracing_events_at_each_phase() {
     let log = Log::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer({
