@@ -39,10 +39,10 @@ impl Framing {
     /// A response of such a type is watched only if its headers leave room
     /// for a terminal frame (see [`SseDrainLayer`](crate::SseDrainLayer)).
     pub fn of(headers: &HeaderMap) -> Option<Self> {
-        if tower_drain::grpc::is_grpc(headers) {
-            return Some(Framing::Grpc);
-        }
         let ct = headers.get(CONTENT_TYPE)?.as_bytes();
+        if ct.len() >= 16 && ct[..16].eq_ignore_ascii_case(b"application/grpc") {
+            return tower_drain::grpc::is_grpc(headers).then_some(Framing::Grpc);
+        }
         let essence = trim(ct.split(|&b| b == b';').next()?);
         if essence.eq_ignore_ascii_case(b"text/event-stream") {
             Some(Framing::Sse)

@@ -2,7 +2,6 @@ use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -79,7 +78,7 @@ struct Watch {
     /// The application sent trailers: its stream is complete, and nothing
     /// may follow them.
     finished: bool,
-    config: Arc<Config>,
+    config: &'static Config,
 }
 
 enum Phase {
@@ -99,7 +98,7 @@ impl<B> SseBody<B> {
         }
     }
 
-    pub(crate) fn watched(inner: B, framing: Framing, config: Arc<Config>) -> Self {
+    pub(crate) fn watched(inner: B, framing: Framing, config: &'static Config) -> Self {
         Self {
             inner: Some(inner),
             watching: Some(Box::pin(Watching {

@@ -1,6 +1,5 @@
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use http::Response;
@@ -17,16 +16,13 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        config: Option<Arc<Config>>,
+        config: &'static Config,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, config: Arc<Config>) -> Self {
-        Self {
-            inner,
-            config: Some(config),
-        }
+    pub(crate) fn new(inner: F, config: &'static Config) -> Self {
+        Self { inner, config }
     }
 }
 
@@ -40,10 +36,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let res = ready!(this.inner.poll(cx))?;
-        let config = this
-            .config
-            .take()
-            .expect("ResponseFuture polled after completion");
+        let config = *this.config;
         let framing = Framing::of_response(&res);
         Poll::Ready(Ok(res.map(|body| match framing {
             Some(framing) => SseBody::watched(body, framing, config),

@@ -1,4 +1,5 @@
-use std::sync::Arc;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,11 +28,13 @@ use crate::terminal::{Config, StreamEnd};
 /// The terminal frame goes in where the application next has nothing ready
 /// at a boundary, so everything it produced is delivered first.
 ///
-/// Each request's response future takes a reference to the layer's
-/// configuration (an `Arc` clone), whatever its response turns out to be.
-/// On a router with many short, non-streaming routes under load, put the
-/// layer on the streaming routes only (`get(chat).layer(...)`) rather than on
-/// the whole router.
+/// The configuration is placed once, the first time the layer (or a clone
+/// of it) wraps a service, and kept for the life of the process, as the
+/// drain's own state is. Services and response futures refer to it without
+/// a reference count, so that cloning a service for every request (as axum
+/// does) and answering it write nothing that other cores share. Build the
+/// layer once, at start-up, not per request or per connection: each built
+/// layer keeps its configuration (a few hundred bytes, plus the frames).
 ///
 /// # Example
 ///
@@ -54,37 +57,49 @@ use crate::terminal::{Config, StreamEnd};
 ///     )
 ///     .layer(drain.layer()); // outermost
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SseDrainLayer {
-    config: Arc<Config>,
+    config: Config,
+    /// The configuration as placed for good, shared by this layer's clones
+    /// (made by the first `layer` call; a builder call starts a new one).
+    placed: Arc<OnceLock<&'static Config>>,
+}
+
+impl fmt::Debug for SseDrainLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SseDrainLayer")
+            .field("config", &self.config)
+            .finish()
+    }
 }
 
 impl SseDrainLayer {
     /// Watches streaming responses for `signal`'s trip.
     pub fn new(signal: DrainSignal) -> Self {
         Self {
-            config: Arc::new(Config::new(signal)),
+            config: Config::new(signal),
+            placed: Arc::default(),
         }
     }
 
     /// The SSE `event:` name of the terminal frame (default `end`).
     pub fn event(mut self, name: impl Into<String>) -> Self {
         let name = name.into();
-        Arc::make_mut(&mut self.config).edit(|spec| spec.event = name);
+        self.edit().edit(|spec| spec.event = name);
         self
     }
 
     /// The `reason` in the terminal frame's JSON (default `server_shutdown`).
     pub fn reason(mut self, reason: impl Into<String>) -> Self {
         let reason = reason.into();
-        Arc::make_mut(&mut self.config).edit(|spec| spec.reason = reason);
+        self.edit().edit(|spec| spec.reason = reason);
         self
     }
 
     /// The human-readable `message` in the terminal frame's JSON.
     pub fn message(mut self, message: impl Into<String>) -> Self {
         let message = message.into();
-        Arc::make_mut(&mut self.config).edit(|spec| spec.message = message);
+        self.edit().edit(|spec| spec.message = message);
         self
     }
 
@@ -92,14 +107,14 @@ impl SseDrainLayer {
     /// per line of `data`), or the NDJSON line (line breaks become spaces).
     pub fn data(mut self, data: impl Into<String>) -> Self {
         let data = data.into();
-        Arc::make_mut(&mut self.config).edit(|spec| spec.data = Some(data));
+        self.edit().edit(|spec| spec.data = Some(data));
         self
     }
 
     /// The SSE `retry:` hint, how long the client waits before reconnecting
     /// (default 3 s); `None` leaves it out.
     pub fn retry(mut self, retry: Option<Duration>) -> Self {
-        Arc::make_mut(&mut self.config).edit(|spec| spec.retry = retry);
+        self.edit().edit(|spec| spec.retry = retry);
         self
     }
 
@@ -111,7 +126,7 @@ impl SseDrainLayer {
     where
         F: Fn(&StreamEnd<'_>) -> Bytes + Send + Sync + 'static,
     {
-        Arc::make_mut(&mut self.config).set_custom(Arc::new(frame));
+        self.edit().set_custom(Arc::new(frame));
         self
     }
 
@@ -127,7 +142,7 @@ impl SseDrainLayer {
     /// Polled outside any tokio runtime, a stream ends as if the grace were
     /// zero.
     pub fn grace(mut self, grace: Duration) -> Self {
-        Arc::make_mut(&mut self.config).grace = grace;
+        self.edit().grace = grace;
         self
     }
 
@@ -145,8 +160,16 @@ impl SseDrainLayer {
     where
         F: Fn(&StreamEnd<'_>) + Send + Sync + 'static,
     {
-        Arc::make_mut(&mut self.config).set_on_stream_end(Arc::new(hook));
+        self.edit().set_on_stream_end(Arc::new(hook));
         self
+    }
+}
+
+impl SseDrainLayer {
+    /// The configuration, to change before the layer is placed.
+    fn edit(&mut self) -> &mut Config {
+        self.placed = Arc::default();
+        &mut self.config
     }
 }
 
@@ -154,6 +177,9 @@ impl<S> Layer<S> for SseDrainLayer {
     type Service = SseDrainService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SseDrainService::new(inner, self.config.clone())
+        let config = *self
+            .placed
+            .get_or_init(|| Box::leak(Box::new(self.config.clone())));
+        SseDrainService::new(inner, config)
     }
 }

@@ -1,4 +1,3 @@
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -12,11 +11,11 @@ use crate::terminal::Config;
 #[derive(Clone, Debug)]
 pub struct SseDrainService<S> {
     inner: S,
-    config: Arc<Config>,
+    config: &'static Config,
 }
 
 impl<S> SseDrainService<S> {
-    pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
+    pub(crate) fn new(inner: S, config: &'static Config) -> Self {
         Self { inner, config }
     }
 
@@ -51,6 +50,6 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        ResponseFuture::new(self.inner.call(req), self.config.clone())
+        ResponseFuture::new(self.inner.call(req), self.config)
     }
 }
