@@ -3,15 +3,18 @@
 //!
 //! On SIGTERM or Ctrl-C every open stream ends with
 //! `event: end` / `{"type":"end","reason":"server_shutdown",...}` at an event
-//! boundary, the partial output of each cut stream is saved, and the process
-//! exits. The page at `/` shows the tokens, a notice at the `end` event, and
-//! reconnects; the browser sends `Last-Event-ID`, and the stream resumes.
+//! boundary, the partial output of each stream the drain ended is saved, and
+//! the process exits. The page at `/` shows the tokens, a notice at the `end`
+//! event, and reconnects; the browser sends `Last-Event-ID`, and the stream
+//! resumes. `POST /messages` stands in for a chat message: a request no proxy
+//! may retry.
 //!
 //! Environment: `ADDR` (default `127.0.0.1:3000`), `LAME_DUCK_SECS` (0),
 //! `DRAIN_DEADLINE_SECS` (30), `CLEANUP_DEADLINE_SECS` (10),
-//! `PARTIAL_OUTPUT` (default `partial-output.jsonl`: one JSON line per cut
-//! stream). `TOWER_DRAIN=off` serves the same routes without tower-drain,
-//! the way axum shuts down on its own, for comparison (see
+//! `PARTIAL_OUTPUT` (default `partial-output.jsonl`: one JSON line per
+//! stream the drain ended), `SSE_RETRY_MS` (3000: the `retry:` hint of the
+//! terminal frame). `TOWER_DRAIN=off` serves the same routes without
+//! tower-drain, the way axum shuts down on its own, for comparison (see
 //! `tests/rolling_restart.rs`).
 
 use std::convert::Infallible;
@@ -26,8 +29,9 @@ use axum::extract::Query;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, Sse};
 use axum::response::Html;
-use axum::routing::{get, get_service};
+use axum::routing::{get, get_service, post};
 use axum::Router;
+use bytes::Bytes;
 use futures_util::{stream, Stream};
 use tokio::net::TcpListener;
 use tower_drain::Drain;
@@ -65,11 +69,18 @@ async fn main() -> Result<ExitCode, shared::BoxError> {
 
     let routes = Router::new()
         .route("/", get(|| async { Html(include_str!("index.html")) }))
-        .route("/chat", get(chat));
+        .route("/chat", get(chat))
+        .route("/messages", post(message));
     if std::env::var("TOWER_DRAIN").as_deref() == Ok("off") {
         return without_drain(&setup, routes).await;
     }
 
+    let retry = Duration::from_millis(match std::env::var("SSE_RETRY_MS") {
+        Ok(ms) => ms
+            .parse()
+            .map_err(|e| format!("SSE_RETRY_MS={ms:?}: {e}"))?,
+        Err(_) => 3000,
+    });
     let drain = Drain::new();
     let shutdown = setup.shutdown(&drain)?;
     let app = routes
@@ -77,6 +88,7 @@ async fn main() -> Result<ExitCode, shared::BoxError> {
         .layer(
             SseDrainLayer::new(drain.signal())
                 .message("the server is restarting; reconnecting resumes your answer")
+                .retry(Some(retry))
                 .on_stream_end(move |end| save_partial(&partial, end)),
         )
         .layer(drain.layer().exempt(|req| req.uri().path() == "/readyz"));
@@ -145,8 +157,8 @@ struct Answer {
 }
 
 /// `GET /chat?n=50`: tokens of a fake model, one every 150 ms, numbered by
-/// `id`. A reconnecting client's `Last-Event-ID` resumes after the last
-/// token it got.
+/// `id`, then `event: done`. A reconnecting client's `Last-Event-ID` resumes
+/// after the last token it got.
 async fn chat(
     headers: HeaderMap,
     Query(Answer { n }): Query<Answer>,
@@ -157,8 +169,12 @@ async fn chat(
         .map_or(0, |last| last + 1);
     let end = n.unwrap_or(usize::MAX);
     Sse::new(stream::unfold(resume, move |i| async move {
-        if i >= end {
+        if i > end {
             return None;
+        }
+        if i == end {
+            // The answer is whole: a client that has it stops reconnecting.
+            return Some((Ok(Event::default().event("done").data("complete")), i + 1));
         }
         tokio::time::sleep(Duration::from_millis(150)).await;
         let event = Event::default()
@@ -166,6 +182,12 @@ async fn chat(
             .data(WORDS[i % WORDS.len()]);
         Some((Ok(event), i + 1))
     }))
+}
+
+/// `POST /messages`: a chat message sent to the server, which must reach it
+/// exactly once (a proxy does not retry it). Answers with its length.
+async fn message(body: Bytes) -> String {
+    format!("received {} bytes\n", body.len())
 }
 
 /// The stream-end hook: one JSON line per stream the drain ended, enough to

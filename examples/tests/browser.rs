@@ -28,6 +28,7 @@ use tower_drain_tests::within;
 
 mod common;
 use common::browser::{self, Browser};
+use common::Process;
 
 /// The page of the `chat-sse` example, as it ships.
 const PAGE: &str = include_str!("../chat-sse/index.html");
@@ -152,7 +153,7 @@ async fn the_chat_page_keeps_reconnecting_through_a_drain_and_resumes_the_answer
         !text.is_empty()
     })
     .await;
-    assert!(shown.contains("restarting"), "{shown}");
+    assert!(shown.contains("shutting down"), "{shown}");
     let refused = || {
         log.lock()
             .unwrap()
@@ -213,4 +214,90 @@ async fn the_chat_page_keeps_reconnecting_through_a_drain_and_resumes_the_answer
     );
     let _ = stop_b.send(());
     within("instance b stops", server_b).await.unwrap();
+}
+
+/// The ids of the tokens the chat page shows, in order.
+const SHOWN_IDS: &str =
+    "Array.from(document.querySelectorAll('#answer span')).map(s => Number(s.dataset.id))";
+
+/// The `chat-sse` example as it ships, on `addr`.
+fn chat_example(addr: &str, partial: &str) -> Process {
+    Process::example(
+        env!("CARGO_BIN_EXE_chat-sse"),
+        &[
+            ("ADDR", addr),
+            ("DRAIN_DEADLINE_SECS", "30"),
+            ("SSE_RETRY_MS", "500"),
+            ("PARTIAL_OUTPUT", partial),
+        ],
+    )
+    .0
+}
+
+/// The example itself, stopped and started again under an open page: the
+/// stream ends with the terminal frame at SIGTERM, the page says so, and
+/// once the server is back its `EventSource` reconnects with
+/// `Last-Event-ID` and the answer completes, every token once, in order
+/// (had the id not been sent, the answer would start over: duplicates).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Debian's chromium: run scripts/browser-test"]
+async fn the_chat_example_resumes_its_answer_across_a_restart() {
+    const TOKENS: usize = 30;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let partial = std::env::temp_dir().join(format!(
+        "tower-drain-browser-partial-{}.jsonl",
+        std::process::id()
+    ));
+    let partial = partial.to_str().unwrap().to_owned();
+    let server = chat_example(&addr, &partial);
+
+    let browser = Browser::launch("chat-example").await;
+    let page = browser.open(&format!("http://{addr}/?n={TOKENS}")).await;
+    browser::wait_for::<Vec<usize>>(&page, "a few tokens", SHOWN_IDS, |ids| ids.len() >= 5).await;
+
+    server.sigterm();
+    let notice = "document.getElementById('notice').style.display === 'block' ? document.getElementById('notice').textContent : ''";
+    let shown: String = browser::wait_for(&page, "the notice", notice, |text: &String| {
+        !text.is_empty()
+    })
+    .await;
+    assert!(
+        shown.starts_with("The server is restarting; reconnecting resumes your answer"),
+        "the notice says it once: {shown}"
+    );
+    let (status, _, report) = tokio::task::block_in_place(|| server.exit());
+    assert!(status.success(), "{report}");
+    assert!(report.contains("1 ended early"), "{report}");
+    let cut_at: Vec<usize> = browser::eval(&page, SHOWN_IDS).await;
+    let shot = browser::screenshot(&page, "chat-example-restarting").await;
+    eprintln!("screenshot: {}", shot.display());
+
+    let server = chat_example(&addr, &partial);
+    let ids: Vec<usize> =
+        browser::wait_for(&page, "the whole answer", SHOWN_IDS, |ids: &Vec<usize>| {
+            ids.len() >= TOKENS
+        })
+        .await;
+    assert!(cut_at.len() < TOKENS, "the restart came mid-answer");
+    assert_eq!(
+        ids,
+        (0..TOKENS).collect::<Vec<_>>(),
+        "every token once, in order: no gap, no duplicate"
+    );
+    let shot = browser::screenshot(&page, "chat-example-resumed").await;
+    eprintln!("screenshot: {}", shot.display());
+    browser.close().await;
+
+    server.sigterm();
+    tokio::task::block_in_place(|| server.exit());
+    let saved = std::fs::read_to_string(&partial).unwrap_or_default();
+    let _ = std::fs::remove_file(&partial);
+    assert!(
+        saved.contains("\"ending\":\"ended early\""),
+        "the hook saved the partial answer: {saved}"
+    );
 }
