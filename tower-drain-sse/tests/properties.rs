@@ -738,3 +738,184 @@ async fn a_hook_that_panics_in_a_drop_during_a_panic_does_not_abort() {
     let panic = unwinding.join().unwrap_err();
     assert_eq!(panic.downcast_ref::<&str>(), Some(&"the handler failed"));
 }
+
+/// A stream the drain does not count (an exempt route) is ended early all
+/// the same, and is not taken off the admitted requests that completed.
+#[tokio::test]
+async fn an_exempt_stream_ended_early_is_not_counted_among_the_admitted() {
+    let drain = Drain::new();
+    let svc = tower::ServiceBuilder::new()
+        .layer(drain.layer().exempt(|req| req.uri().path() == "/log"))
+        .layer(SseDrainLayer::new(drain.signal()))
+        .service(tower::service_fn(|req: Request<()>| async move {
+            let body = if req.uri().path() == "/log" {
+                // One event, then a tail that waits forever.
+                let first = stream::iter([Ok::<_, Infallible>(Frame::data(Bytes::from_static(
+                    b"data: log\n\n",
+                )))]);
+                StreamBody::new(first.chain(stream::pending()).boxed())
+            } else {
+                let whole = stream::iter([Ok::<_, Infallible>(Frame::data(Bytes::from_static(
+                    b"data: work\n\n",
+                )))]);
+                StreamBody::new(whole.boxed())
+            };
+            let mut res = Response::new(body);
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/event-stream"),
+            );
+            Ok::<_, Infallible>(res)
+        }));
+    let log = svc.clone().oneshot(Request::get("/log").body(()).unwrap());
+    let log = Box::pin(log.await.unwrap().into_body());
+    let work = svc.oneshot(Request::get("/work").body(()).unwrap());
+    let work = work.await.unwrap().into_body();
+    assert_eq!(drain.in_flight(), 1, "only the admitted request counts");
+
+    drain.trip();
+    let log = log.collect().await.unwrap().to_bytes();
+    assert!(
+        log.ends_with(b"retry: 3000\n\n"),
+        "the log tail ended early"
+    );
+    work.collect().await.unwrap();
+    let report = drain.shutdown(Duration::ZERO).await;
+    assert_eq!(
+        (report.completed(), report.ended_early()),
+        (1, 0),
+        "{report}"
+    );
+}
+
+/// A gRPC answer whose status went out after the deadline, dropped by the
+/// server right after its trailers (as hyper's HTTP/2 server does, without
+/// polling for the end): it completed, and the hook does not hear of a cut.
+#[tokio::test]
+async fn a_grpc_answer_dropped_after_its_trailers_is_not_reported_cut() {
+    let drain = Drain::new();
+    let ends = Arc::new(Mutex::new(Vec::new()));
+    let svc = tower::ServiceBuilder::new()
+        .layer(drain.layer())
+        .layer(SseDrainLayer::new(drain.signal()).on_stream_end({
+            let ends = ends.clone();
+            move |end: &StreamEnd<'_>| ends.lock().unwrap().push(end.ending())
+        }))
+        .service(tower::service_fn(|_req: Request<()>| async {
+            let mut ok = header::HeaderMap::new();
+            ok.insert("grpc-status", header::HeaderValue::from_static("0"));
+            let frames = stream::iter([
+                Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"\0\0\0\0\x02hi"))),
+                Ok(Frame::trailers(ok)),
+            ]);
+            let mut res = Response::new(StreamBody::new(frames));
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/grpc"),
+            );
+            Ok::<_, Infallible>(res)
+        }));
+    let req = Request::builder()
+        .version(http::Version::HTTP_2)
+        .header(header::CONTENT_TYPE, "application/grpc")
+        .body(())
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    let shutdown = tokio::spawn({
+        let drain = drain.clone();
+        async move { drain.shutdown(Duration::ZERO).await }
+    });
+    while !drain.signal().is_forced() {
+        tokio::task::yield_now().await;
+    }
+    let mut body = Box::pin(res.into_body());
+    body.frame().await.unwrap().unwrap();
+    assert!(body.frame().await.unwrap().unwrap().is_trailers());
+    drop(body);
+    let report = shutdown.await.unwrap();
+    assert_eq!(report.cut(), 0, "{report}");
+    assert!(
+        ends.lock().unwrap().is_empty(),
+        "{:?}",
+        ends.lock().unwrap()
+    );
+}
+
+/// A body between the two layers that never says it has ended (as
+/// tower-http's compression body does), read slowly: the terminal frame
+/// went out, but the body was cut when the unwind was over before it
+/// could end. It counts as cut, not also as ended early.
+#[tokio::test(start_paused = true)]
+async fn a_stream_cut_after_its_terminal_frame_counts_once_as_cut() {
+    pin_project_lite::pin_project! {
+        struct NeverSaysEnd<B> {
+            #[pin]
+            inner: B,
+        }
+    }
+    impl<B: Body> Body for NeverSaysEnd<B> {
+        type Data = B::Data;
+        type Error = B::Error;
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+            self.project().inner.poll_frame(cx)
+        }
+    }
+
+    let drain = Drain::new();
+    let layer = tower::layer::layer_fn({
+        let drain = drain.clone();
+        move |svc| {
+            drain.layer().layer(
+                tower::util::MapResponseLayer::new(|res: Response<_>| {
+                    res.map(|inner| NeverSaysEnd { inner })
+                })
+                .layer(SseDrainLayer::new(drain.signal()).layer(svc)),
+            )
+        }
+    });
+    let mut s = serve(layer, "text/event-stream").await;
+    s.chunks.send("data: a\n\n".into()).unwrap();
+    ready_frames(&mut s.body);
+
+    let shutdown = tokio::spawn({
+        let drain = drain.clone();
+        async move { drain.shutdown(Duration::ZERO).await }
+    });
+    while !drain.signal().is_forced() {
+        tokio::task::yield_now().await;
+    }
+    let terminal = s.body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert!(terminal.starts_with(b"event: end"));
+    // Not read again until the unwind is over: the report is made first.
+    let first = shutdown.await.unwrap();
+    assert_eq!(first.unfinished(), 1, "{first}");
+    let cut = s.body.frame().await.unwrap();
+    assert!(cut.is_err(), "cut when the unwind is over");
+    let report = drain.shutdown(Duration::ZERO).await;
+    assert_eq!(
+        (report.ended_early(), report.cut(), report.unfinished()),
+        (0, 1, 0),
+        "{report}"
+    );
+}
+
+/// A layer and its services keep nothing once they are dropped: the hook's
+/// captures are released (a channel it holds closes).
+#[test]
+fn a_layer_and_its_services_release_the_hook_when_dropped() {
+    let drain = Drain::new();
+    let held = Arc::new(());
+    let layer = SseDrainLayer::new(drain.signal()).on_stream_end({
+        let held = held.clone();
+        move |_| drop(held.clone())
+    });
+    let svc = layer.layer(tower::service_fn(|_req: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(http_body_util::Empty::<Bytes>::new()))
+    }));
+    assert_eq!(Arc::strong_count(&held), 2);
+    drop((layer, svc));
+    assert_eq!(Arc::strong_count(&held), 1, "the hook was dropped");
+}

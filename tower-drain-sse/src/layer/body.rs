@@ -2,6 +2,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -9,6 +10,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower_drain::drain::Tripped;
+use tower_drain::layer::EarlyEnd;
 
 use crate::framing::{Framing, Scanner};
 use crate::terminal::{Config, Ending, StreamEnd};
@@ -39,11 +41,13 @@ pin_project! {
     impl<B> PinnedDrop for SseBody<B> {
         fn drop(this: Pin<&mut Self>) {
             // Dropped unfinished after the deadline: the outer `DrainLayer` cut
-            // it. The hook hears of that cut too.
+            // it (or its client went away). The hook hears of that cut too;
+            // not of a stream whose application had sent its end (trailers),
+            // which a server may drop without polling it further.
             let this = this.project();
             if let (Some(_), Some(watching)) = (this.inner.as_pin_mut(), this.watching) {
                 let watch = &watching.watch;
-                if watch.config.signal.is_forced() {
+                if watch.config.signal.is_forced() && !watch.finished {
                     let end = StreamEnd::new(watch.framing, Ending::Cut, watch.scanner.seen());
                     if std::thread::panicking() {
                         // A second panic while unwinding would abort the
@@ -78,7 +82,9 @@ struct Watch {
     /// The application sent trailers: its stream is complete, and nothing
     /// may follow them.
     finished: bool,
-    config: &'static Config,
+    /// Told when the stream ends early, for `DrainLayer`'s report.
+    early: EarlyEnd,
+    config: Arc<Config>,
 }
 
 enum Phase {
@@ -98,7 +104,12 @@ impl<B> SseBody<B> {
         }
     }
 
-    pub(crate) fn watched(inner: B, framing: Framing, config: &'static Config) -> Self {
+    pub(crate) fn watched(
+        inner: B,
+        framing: Framing,
+        config: Arc<Config>,
+        early: EarlyEnd,
+    ) -> Self {
         Self {
             inner: Some(inner),
             watching: Some(Box::pin(Watching {
@@ -108,6 +119,7 @@ impl<B> SseBody<B> {
                     scanner: Scanner::new(framing, config.counts()),
                     phase: Phase::Serving,
                     finished: false,
+                    early,
                     config,
                 },
             })),
@@ -173,16 +185,16 @@ impl Watch {
     /// stream should end here: after the trip, at a boundary, and not after
     /// the application's own end (trailers).
     #[inline]
-    fn terminal(&self) -> Option<Frame<Bytes>> {
+    fn terminal(&mut self) -> Option<Frame<Bytes>> {
         let due =
             matches!(self.phase, Phase::Ending) && !self.finished && self.scanner.at_boundary();
         due.then(|| self.end_early())
     }
 
     #[inline(never)]
-    fn end_early(&self) -> Frame<Bytes> {
+    fn end_early(&mut self) -> Frame<Bytes> {
         let end = StreamEnd::new(self.framing, Ending::Early, self.scanner.seen());
-        self.config.signal.record_ended_early();
+        self.early.record();
         self.config.ended(&end);
         self.config.terminal(&end)
     }

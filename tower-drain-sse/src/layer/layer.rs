@@ -1,5 +1,4 @@
-use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,13 +27,11 @@ use crate::terminal::{Config, StreamEnd};
 /// The terminal frame goes in where the application next has nothing ready
 /// at a boundary, so everything it produced is delivered first.
 ///
-/// The configuration is placed once, the first time the layer (or a clone
-/// of it) wraps a service, and kept for the life of the process, as the
-/// drain's own state is. Services and response futures refer to it without
-/// a reference count, so that cloning a service for every request (as axum
-/// does) and answering it write nothing that other cores share. Build the
-/// layer once, at start-up, not per request or per connection: each built
-/// layer keeps its configuration (a few hundred bytes, plus the frames).
+/// Each request's response future takes a reference to the layer's
+/// configuration (an `Arc` clone), whatever its response turns out to be.
+/// On a router with many short, non-streaming routes under load, put the
+/// layer on the streaming routes only (`get(chat).layer(...)`) rather than on
+/// the whole router.
 ///
 /// # Example
 ///
@@ -57,49 +54,37 @@ use crate::terminal::{Config, StreamEnd};
 ///     )
 ///     .layer(drain.layer()); // outermost
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SseDrainLayer {
-    config: Config,
-    /// The configuration as placed for good, shared by this layer's clones
-    /// (made by the first `layer` call; a builder call starts a new one).
-    placed: Arc<OnceLock<&'static Config>>,
-}
-
-impl fmt::Debug for SseDrainLayer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SseDrainLayer")
-            .field("config", &self.config)
-            .finish()
-    }
+    config: Arc<Config>,
 }
 
 impl SseDrainLayer {
     /// Watches streaming responses for `signal`'s trip.
     pub fn new(signal: DrainSignal) -> Self {
         Self {
-            config: Config::new(signal),
-            placed: Arc::default(),
+            config: Arc::new(Config::new(signal)),
         }
     }
 
     /// The SSE `event:` name of the terminal frame (default `end`).
     pub fn event(mut self, name: impl Into<String>) -> Self {
         let name = name.into();
-        self.edit().edit(|spec| spec.event = name);
+        Arc::make_mut(&mut self.config).edit(|spec| spec.event = name);
         self
     }
 
     /// The `reason` in the terminal frame's JSON (default `server_shutdown`).
     pub fn reason(mut self, reason: impl Into<String>) -> Self {
         let reason = reason.into();
-        self.edit().edit(|spec| spec.reason = reason);
+        Arc::make_mut(&mut self.config).edit(|spec| spec.reason = reason);
         self
     }
 
     /// The human-readable `message` in the terminal frame's JSON.
     pub fn message(mut self, message: impl Into<String>) -> Self {
         let message = message.into();
-        self.edit().edit(|spec| spec.message = message);
+        Arc::make_mut(&mut self.config).edit(|spec| spec.message = message);
         self
     }
 
@@ -107,14 +92,14 @@ impl SseDrainLayer {
     /// per line of `data`), or the NDJSON line (line breaks become spaces).
     pub fn data(mut self, data: impl Into<String>) -> Self {
         let data = data.into();
-        self.edit().edit(|spec| spec.data = Some(data));
+        Arc::make_mut(&mut self.config).edit(|spec| spec.data = Some(data));
         self
     }
 
     /// The SSE `retry:` hint, how long the client waits before reconnecting
     /// (default 3 s); `None` leaves it out.
     pub fn retry(mut self, retry: Option<Duration>) -> Self {
-        self.edit().edit(|spec| spec.retry = retry);
+        Arc::make_mut(&mut self.config).edit(|spec| spec.retry = retry);
         self
     }
 
@@ -126,7 +111,7 @@ impl SseDrainLayer {
     where
         F: Fn(&StreamEnd<'_>) -> Bytes + Send + Sync + 'static,
     {
-        self.edit().set_custom(Arc::new(frame));
+        Arc::make_mut(&mut self.config).set_custom(Arc::new(frame));
         self
     }
 
@@ -142,16 +127,20 @@ impl SseDrainLayer {
     /// Polled outside any tokio runtime, a stream ends as if the grace were
     /// zero.
     pub fn grace(mut self, grace: Duration) -> Self {
-        self.edit().grace = grace;
+        Arc::make_mut(&mut self.config).grace = grace;
         self
     }
 
     /// Called once for every stream the drain ends: ended early with its
     /// terminal frame ([`Ending::Early`](crate::Ending::Early)), or cut at
     /// the deadline ([`Ending::Cut`](crate::Ending::Cut)); never for a
-    /// stream that ended by itself. It sees what the client received (whole
-    /// events, bytes, the last event ID): the place to save partial output
-    /// for a client that resumes with `Last-Event-ID`.
+    /// stream that ended by itself (a stream whose application sent its
+    /// trailers counts as ended by itself, whether or not it was polled to
+    /// its end). A stream dropped after the deadline before its end is cut,
+    /// whether `DrainLayer` cut it or its client went away. It sees what the
+    /// client received (whole events, bytes, the last event ID): the place
+    /// to save partial output for a client that resumes with
+    /// `Last-Event-ID`.
     ///
     /// It runs where the stream ends: in the body's poll, or in its `Drop`
     /// for a stream dropped cut (a panic there, during another panic, is
@@ -160,16 +149,8 @@ impl SseDrainLayer {
     where
         F: Fn(&StreamEnd<'_>) + Send + Sync + 'static,
     {
-        self.edit().set_on_stream_end(Arc::new(hook));
+        Arc::make_mut(&mut self.config).set_on_stream_end(Arc::new(hook));
         self
-    }
-}
-
-impl SseDrainLayer {
-    /// The configuration, to change before the layer is placed.
-    fn edit(&mut self) -> &mut Config {
-        self.placed = Arc::default();
-        &mut self.config
     }
 }
 
@@ -177,9 +158,6 @@ impl<S> Layer<S> for SseDrainLayer {
     type Service = SseDrainService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let config = *self
-            .placed
-            .get_or_init(|| Box::leak(Box::new(self.config.clone())));
-        SseDrainService::new(inner, config)
+        SseDrainService::new(inner, self.config.clone())
     }
 }

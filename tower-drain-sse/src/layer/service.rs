@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -11,11 +12,11 @@ use crate::terminal::Config;
 #[derive(Clone, Debug)]
 pub struct SseDrainService<S> {
     inner: S,
-    config: &'static Config,
+    config: Arc<Config>,
 }
 
 impl<S> SseDrainService<S> {
-    pub(crate) fn new(inner: S, config: &'static Config) -> Self {
+    pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
         Self { inner, config }
     }
 
@@ -50,6 +51,6 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        ResponseFuture::new(self.inner.call(req), self.config)
+        ResponseFuture::new(self.inner.call(req), self.config.clone())
     }
 }

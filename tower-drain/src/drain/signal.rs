@@ -56,21 +56,12 @@ impl DrainSignal {
     /// Whether the drain deadline has passed: what is still in flight is being
     /// cut. A body wrapper inside [`DrainLayer`](crate::DrainLayer) can check
     /// it when polled, since the layer wakes its body at the deadline, and end
-    /// cleanly instead of being cut: if it sees the deadline in the poll the
-    /// layer makes after it, a frame that ends its body (its last data, or
-    /// trailers) still goes out; anything else is cut.
+    /// cleanly instead of being cut: for the first half of the unwind that
+    /// follows the deadline, the layer hands on every frame it produces;
+    /// then what is still running is cut on its next poll.
     #[inline]
     pub fn is_forced(&self) -> bool {
         self.handle.block().is_forced()
-    }
-
-    /// Records that a stream in flight was ended early, cleanly, on the
-    /// drain's behalf: a body wrapper (such as `tower-drain-sse`'s) sent its
-    /// terminal frame. It is counted in
-    /// [`DrainReport::ended_early`](crate::DrainReport::ended_early) rather
-    /// than as completed.
-    pub fn record_ended_early(&self) {
-        self.handle.block().count_ended_early();
     }
 
     /// A future that resolves once the drain has tripped (at once if it has).

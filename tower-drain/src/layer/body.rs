@@ -72,6 +72,27 @@ impl<B> ResponseBody<B> {
     }
 }
 
+impl<B> ResponseBody<B> {
+    /// Ends a body the deadline cut: the application's body is dropped
+    /// first, then the cut is counted and the count given back, so that a
+    /// request counts as cut or unfinished, never both.
+    #[cold]
+    #[inline(never)]
+    fn cut(
+        self: Pin<&mut Self>,
+        guard: Option<Guard>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        // A stream that had sent its terminal frame is cut all the same
+        // (it may not have reached the client): it does not count as ended
+        // early as it is dropped here.
+        super::early::cutting(|| self.project().kind.set(Kind::Ended));
+        if let Some(guard) = guard {
+            guard.record_cut();
+        }
+        Poll::Ready(Some(Err(Cut::new().into())))
+    }
+}
+
 impl<B> Body for ResponseBody<B>
 where
     B: Body<Data = Bytes>,
@@ -89,27 +110,25 @@ where
                 // The unwind after the deadline is over: cut now, without
                 // asking the application's body for more (a frame it made
                 // now could only be dropped).
-                if let Some(tracked) = guard.as_ref().filter(|tracked| tracked.is_unwound()) {
-                    tracked.record_cut();
-                    Some(Err(Cut::new().into()))
-                } else {
-                    match inner.poll_frame(cx) {
-                        Poll::Ready(Some(Ok(frame))) => return Poll::Ready(Some(Ok(frame))),
-                        Poll::Pending => {
-                            // A passed body is never cut.
-                            let Some(tracked) = guard else {
-                                return Poll::Pending;
-                            };
-                            if !tracked.poll_deadline(cx) {
-                                return Poll::Pending;
-                            }
-                            tracked.record_cut();
-                            Some(Err(Cut::new().into()))
+                if guard.as_ref().is_some_and(|tracked| tracked.is_unwound()) {
+                    let guard = guard.take();
+                    return self.cut(guard);
+                }
+                match inner.poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => return Poll::Ready(Some(Ok(frame))),
+                    Poll::Pending => {
+                        // A passed body is never cut.
+                        let Some(tracked) = guard else {
+                            return Poll::Pending;
+                        };
+                        if !tracked.poll_deadline(cx) {
+                            return Poll::Pending;
                         }
-                        // Ended by itself, or by its error: the count goes
-                        // back now.
-                        Poll::Ready(last) => last.map(|last| last.map_err(Into::into)),
+                        let guard = guard.take();
+                        return self.cut(guard);
                     }
+                    // Ended by itself, or by its error: the count goes back now.
+                    Poll::Ready(last) => last.map(|last| last.map_err(Into::into)),
                 }
             }
             KindProj::Rejected { data } => {
@@ -118,8 +137,7 @@ where
             KindProj::Ended => return Poll::Ready(None),
         };
         // Dropping the variant drops the inner body before the guard (field
-        // order): at a cut, the count is given back once the application's
-        // body is gone.
+        // order).
         self.project().kind.set(Kind::Ended);
         Poll::Ready(ended)
     }
@@ -261,5 +279,55 @@ mod tests {
         assert!(body.frame().await.is_none());
         let report = shutdown.await.unwrap();
         assert_eq!((report.cut(), report.completed()), (0, 1), "{report}");
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod unwinding {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http::Request;
+    use http_body::Frame;
+    use http_body_util::BodyExt;
+    use tower::{Layer, ServiceExt};
+
+    use crate::test_support::serving;
+    use crate::Drain;
+
+    /// An application body that waits forever, and takes long to drop.
+    struct SlowToDrop;
+
+    impl http_body::Body for SlowToDrop {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+            std::task::Poll::Pending
+        }
+    }
+
+    impl Drop for SlowToDrop {
+        fn drop(&mut self) {
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+    }
+
+    /// A request is cut or unfinished, never both: the cut is counted once
+    /// what it cut has been dropped, with its count given back just after.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cut_request_is_counted_cut_or_unfinished_never_both() {
+        let drain = Drain::new();
+        let svc = drain.layer().layer(serving(SlowToDrop.boxed_unsync()));
+        let res = svc.oneshot(Request::new(())).await.unwrap();
+        let client = tokio::spawn(async move { res.into_body().frame().await.map(|f| f.is_err()) });
+        let report = drain.shutdown(Duration::ZERO).await;
+        assert_eq!(report.cut() + report.unfinished(), 1, "{report}");
+        assert_eq!(client.await.unwrap(), Some(true), "the client sees the cut");
+        let after = drain.shutdown(Duration::ZERO).await;
+        assert_eq!((after.cut(), after.unfinished()), (1, 0), "{after}");
     }
 }

@@ -8,7 +8,7 @@ use http::Response;
 use pin_project_lite::pin_project;
 
 use super::reject::Head;
-use super::{Reject, Rejection, ResponseBody};
+use super::{EarlyEnd, Reject, Rejection, ResponseBody};
 use crate::state::Guard;
 
 pin_project! {
@@ -130,6 +130,11 @@ where
                 {
                     res.headers_mut()
                         .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                // A wrapper inside that may end its stream early says so
+                // through the response (`tower-drain-sse`'s streams).
+                if let Some(early) = res.extensions().get::<EarlyEnd>() {
+                    early.arm(&guard);
                 }
                 Poll::Ready(Ok(res.map(|body| ResponseBody::tracked(body, guard))))
             }

@@ -88,7 +88,8 @@ impl<R, E> DrainLayer<R, E> {
 
     /// Passes the requests for which `predicate` returns `true` straight to
     /// the inner service: they are never counted, never refused and never
-    /// cut. Use it for readiness and liveness probes and admin routes, which
+    /// cut by this layer (a `tower-drain-sse` layer inside still ends their
+    /// streams at the trip; the report does not count them). Use it for readiness and liveness probes and admin routes, which
     /// must keep answering while the drain runs; keep such requests short,
     /// since the drain does not wait for them.
     ///

@@ -62,6 +62,7 @@
 //! ```
 
 mod body;
+mod early;
 mod exempt;
 mod future;
 #[allow(clippy::module_inception)]
@@ -70,6 +71,7 @@ mod reject;
 mod service;
 
 pub use self::body::ResponseBody;
+pub use self::early::EarlyEnd;
 pub use self::exempt::{Exempt, NoExempt, RequestHead};
 pub use self::future::ResponseFuture;
 pub use self::layer::DrainLayer;

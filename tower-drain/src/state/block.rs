@@ -25,9 +25,6 @@ pub(crate) struct Block {
     generation: AtomicUsize,
     /// Requests in flight at the trip: each slot's count when its bit was set.
     at_trip: AtomicUsize,
-    /// Streams a body wrapper ended early, cleanly, on the drain's behalf
-    /// (`tower-drain-sse`'s terminal frame). Written once per such stream.
-    ended_early: AtomicUsize,
     /// Notified at the trip and at the lame duck.
     on_trip: Notify,
     /// Notified when a tripped slot reaches zero, and at the trip itself.
@@ -60,7 +57,6 @@ impl Block {
             lame_duck: AtomicBool::new(false),
             generation: AtomicUsize::new(0),
             at_trip: AtomicUsize::new(0),
-            ended_early: AtomicUsize::new(0),
             on_trip: Notify::new(),
             on_release: Notify::new(),
             handles: AtomicUsize::new(1),
@@ -141,11 +137,6 @@ impl Block {
         self.on_release.notify_waiters();
     }
 
-    /// Counts a stream ended early, cleanly, on the drain's behalf.
-    pub(crate) fn count_ended_early(&self) {
-        self.ended_early.fetch_add(1, Ordering::Relaxed);
-    }
-
     /// Neither lame-duck nor tripped.
     pub(crate) fn is_ready(&self) -> bool {
         !self.lame_duck.load(Ordering::Acquire) && !self.is_tripped()
@@ -183,7 +174,7 @@ impl Block {
     }
 
     pub(crate) fn ended_early(&self) -> usize {
-        self.ended_early.load(Ordering::Relaxed)
+        self.sum(Slot::ended_early)
     }
 
     pub(crate) fn notified(&self, event: Event) -> Notified<'_> {
@@ -218,12 +209,11 @@ impl Block {
                 }
             }
         }
-        self.slots.iter().for_each(Slot::reset_counters);
+        self.slots.iter().for_each(|slot| slot.reset_counters(next));
         self.tripped.store(false, Ordering::Relaxed);
         self.forced.store(false, Ordering::Relaxed);
         self.lame_duck.store(false, Ordering::Relaxed);
         self.at_trip.store(0, Ordering::Relaxed);
-        self.ended_early.store(0, Ordering::Relaxed);
         self.handles.store(1, Ordering::Relaxed);
         self.generation.store(next, Ordering::Release);
         true

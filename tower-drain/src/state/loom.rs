@@ -211,3 +211,22 @@ fn the_trip_wakes_a_service_waiting_on_its_inner_service() {
         assert!(tripper.join().unwrap());
     });
 }
+
+/// A refusal by a service whose drain is being replaced is counted in its
+/// own drain, or not at all: never in the next drain's report.
+#[test]
+fn a_refusal_never_counts_in_the_next_drain() {
+    loom::model(|| {
+        let block = block(1);
+        let old = block.generation();
+        block.trip();
+        let refuser = thread::spawn(move || {
+            let refused = block.try_admit(0, old);
+            assert!(!matches!(refused, Admission::Admitted(_)));
+        });
+        let recycled = block.recycle();
+        refuser.join().unwrap();
+        assert!(recycled, "nothing was in flight");
+        assert_eq!(block.refused(), 0, "the old drain's refusal in the new one");
+    });
+}

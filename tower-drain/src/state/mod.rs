@@ -32,7 +32,7 @@ mod wait;
 
 pub(crate) use block::{Block, ServiceRef};
 pub(crate) use pool::Handle;
-pub(crate) use slot::{Admission, Guard, Registration};
+pub(crate) use slot::{Admission, Guard, Registration, Slot};
 pub(crate) use wait::{Event, Wait};
 
 /// The slot this thread admits into. Threads are numbered in the order they

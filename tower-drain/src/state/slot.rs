@@ -74,8 +74,13 @@ pub(crate) struct Slot {
     /// Only the slow path (the last release of a tripped slot) reads it, so a
     /// guard carries one pointer.
     block: OnceLock<&'static Block>,
+    /// Requests refused, in the count bits, tagged with the generation of
+    /// the drain that refused them (a service that outlived its drain must
+    /// not count into the next one, even while the block moves on).
     refused: AtomicUsize,
     cut: AtomicUsize,
+    /// Admitted streams a body wrapper ended early, cleanly.
+    ended_early: AtomicUsize,
     /// Wakers of this slot's requests that are waiting (a pending response or
     /// body), so the deadline can wake them. A request registers only once it
     /// has to wait, keeps its key, and removes it when it ends; the slab's
@@ -94,6 +99,7 @@ impl Slot {
             block: OnceLock::new(),
             refused: AtomicUsize::new(0),
             cut: AtomicUsize::new(0),
+            ended_early: AtomicUsize::new(0),
             waiting: Mutex::new(Slab::new()),
             backpressured: Mutex::new(Slab::new()),
         }
@@ -115,7 +121,7 @@ impl Slot {
             }
             // Full: one more would carry into the generation.
             if word & TRIPPED != 0 || word & COUNT == COUNT {
-                self.refused.fetch_add(1, Ordering::Relaxed);
+                self.count_refusal(generation);
                 return Admission::Refused;
             }
             match self.word.compare_exchange_weak(
@@ -138,12 +144,29 @@ impl Slot {
         (word & GENERATION == generation).then_some(word & TRIPPED != 0)
     }
 
-    /// Counts a request refused without an admission attempt, if
-    /// `generation` is still this slot's.
+    /// Counts a request refused by the drain of `generation`, if that is
+    /// still the drain this slot's counters belong to.
     pub(super) fn count_refusal(&self, generation: usize) {
-        if self.word.load(Ordering::Relaxed) & GENERATION == generation {
-            self.refused.fetch_add(1, Ordering::Relaxed);
+        let mut refused = self.refused.load(Ordering::Relaxed);
+        // Checked in the same compare-and-swap as the count: the block may
+        // move on between a refusal and its count.
+        while refused & GENERATION == generation && refused & !GENERATION != !GENERATION {
+            match self.refused.compare_exchange_weak(
+                refused,
+                refused + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(actual) => refused = actual,
+            }
         }
+    }
+
+    /// Counts an admitted stream ended early (see `EarlyEnd`: the request's
+    /// guard is alive, so the slot still serves its drain).
+    pub(crate) fn count_ended_early(&self) {
+        self.ended_early.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Sets `TRIPPED`; returns the count in flight then if this call set it.
@@ -167,11 +190,15 @@ impl Slot {
     }
 
     pub(super) fn refused(&self) -> usize {
-        self.refused.load(Ordering::Relaxed)
+        self.refused.load(Ordering::Relaxed) & !GENERATION
     }
 
     pub(super) fn cut(&self) -> usize {
         self.cut.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn ended_early(&self) -> usize {
+        self.ended_early.load(Ordering::Relaxed)
     }
 
     /// Moves this slot from the drain of `from` to the drain of `to` (see
@@ -194,10 +221,13 @@ impl Slot {
         self.word.store(word, Ordering::Release);
     }
 
-    /// Zeroes the counters of a drain that is over.
-    pub(super) fn reset_counters(&self) {
-        self.refused.store(0, Ordering::Relaxed);
+    /// Zeroes the counters for the drain of `generation`.
+    pub(super) fn reset_counters(&self, generation: usize) {
+        // A read-modify-write, so that it is ordered with a late refusal's
+        // compare-and-swap: one of the two sees the other.
+        self.refused.swap(generation, Ordering::AcqRel);
         self.cut.store(0, Ordering::Relaxed);
+        self.ended_early.store(0, Ordering::Relaxed);
     }
 
     /// Wakes the requests waiting on this slot (for the deadline).
@@ -315,8 +345,14 @@ impl Guard {
         self.is_forced()
     }
 
-    /// Records that the deadline cut this request. Called before the guard is
-    /// dropped, while the count still holds the block.
+    /// The slot this request counts in.
+    pub(crate) fn slot(&self) -> &'static Slot {
+        self.slot
+    }
+
+    /// Records that the deadline cut this request. Called once what it cut
+    /// has been dropped, before the guard is, while the count still holds
+    /// the block: a request counts as cut or unfinished, never both.
     pub(crate) fn record_cut(&self) {
         self.slot.cut.fetch_add(1, Ordering::Relaxed);
         crate::metrics::cut(self.grpc);
@@ -407,6 +443,8 @@ mod tests {
         assert!(matches!(slot.try_admit(generation), Admission::Refused));
         assert_eq!(slot.word.load(Ordering::Relaxed) & GENERATION, generation);
         assert_eq!(slot.refused(), 1);
+        slot.count_refusal(generation.wrapping_add(1 << super::GENERATION_SHIFT));
+        assert_eq!(slot.refused(), 1, "another drain's refusal does not count");
         drop(last);
         assert!(!block.is_tripped(), "a full slot is not a trip");
         slot.word.store(generation, Ordering::Relaxed);
