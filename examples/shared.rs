@@ -1,5 +1,5 @@
 //! What the examples share: their start (logs, environment, the shutdown
-//! sequence), and a bounded wait for the server task at the end.
+//! sequence), and their end (the report, the exit code).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -64,32 +64,16 @@ fn secs(var: &str, default: u64) -> Result<Duration, BoxError> {
 }
 
 /// The end of every example: runs the shutdown sequence, prints its report
-/// on stdout (for scripts), waits a bounded time for the server, and turns
-/// the report into the exit code.
-pub(crate) async fn run_to_exit<E>(
+/// on stdout (for scripts), and turns it into the exit code. The sequence
+/// returns once the server (`tower_drain::serve`) has closed its last
+/// connection, which it does at most a second after the drain deadline
+/// whatever its clients do.
+pub(crate) async fn run_to_exit(
     shutdown: Shutdown,
-    server: JoinHandle<Result<(), E>>,
-) -> Result<ExitCode, BoxError>
-where
-    E: Into<BoxError>,
-{
+    server: JoinHandle<()>,
+) -> Result<ExitCode, BoxError> {
     let report = shutdown.run().await;
     println!("{report}");
-    join_server(server).await?;
+    server.await?;
     Ok(report.exit_code())
-}
-
-/// Waits a few seconds for the server task. Connections a cut request left
-/// behind (a client that stopped reading) must not hold the exit.
-async fn join_server<E>(server: JoinHandle<Result<(), E>>) -> Result<(), BoxError>
-where
-    E: Into<BoxError>,
-{
-    match tokio::time::timeout(Duration::from_secs(5), server).await {
-        Ok(served) => served?.map_err(Into::into),
-        Err(_) => {
-            tracing::warn!("server connections still open after the drain; exiting anyway");
-            Ok(())
-        }
-    }
 }

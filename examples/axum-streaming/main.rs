@@ -65,13 +65,10 @@ async fn main() -> Result<ExitCode, shared::BoxError> {
 
     let listener = TcpListener::bind(&setup.addr).await?;
     info!("listening on http://{}", listener.local_addr()?);
-    // The server stops once the drain is over: until then late requests get
-    // a clean 503, not a refused connection.
-    let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.server_stop())
-            .into_future(),
-    );
+    // The server follows the drain: at the trip it moves clients off their
+    // connections, until the drain is over late requests get a clean 503
+    // (not a refused connection), and at the deadline it drops what is left.
+    let server = tokio::spawn(tower_drain::serve(listener, app, &drain).into_future());
 
     shared::run_to_exit(shutdown, server).await
 }

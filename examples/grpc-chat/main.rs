@@ -1,21 +1,27 @@
 //! A tonic gRPC server behind `DrainLayer` and `SseDrainLayer`: a unary call
 //! and a server-streaming call that streams tokens like a model.
 //!
-//! On SIGTERM or Ctrl-C it drains: new calls fail with `UNAVAILABLE`, token
+//! On SIGTERM or Ctrl-C it drains: every connection gets HTTP/2 `GOAWAY` at
+//! once (a client balancing over several instances sends its next calls to
+//! the others), calls that still arrive fail with `UNAVAILABLE`, token
 //! streams end after their last whole message with `UNAVAILABLE`, and the
 //! health service (kept outside the drain) answers `NOT_SERVING`. Once the
-//! drain is over, the server stops (HTTP/2 GOAWAY) and the process exits.
+//! drain is over, the server closes and the process exits.
 //!
-//! Environment: `ADDR` (default `127.0.0.1:50051`), `DRAIN_DEADLINE_SECS`
-//! (default 30).
+//! Environment: `ADDR` (default `127.0.0.1:50051`), `LAME_DUCK_SECS` (0),
+//! `DRAIN_DEADLINE_SECS` (30). `SERVER=tonic` serves through tonic's own
+//! server instead of `tower_drain::serve`, stopped once the drain is over
+//! (`Shutdown::server_stop`), for comparison (see
+//! `tests/grpc_balance.rs`).
 
+use std::future::IntoFuture;
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use futures_util::{stream, Stream};
 use tokio::net::TcpListener;
-use tonic::service::LayerExt;
+use tonic::service::{LayerExt, Routes};
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 use tower::ServiceBuilder;
@@ -90,18 +96,29 @@ async fn main() -> Result<ExitCode, shared::BoxError> {
         .named_layer(ChatServer::new(ChatService));
 
     let listener = TcpListener::bind(&setup.addr).await?;
-    info!("gRPC on {}", listener.local_addr()?);
-    // The server stops after the drain, not at the trip: until then late
-    // calls get a clean UNAVAILABLE instead of a closed connection.
-    let server = tokio::spawn(
-        Server::builder()
+    info!("gRPC on http://{}", listener.local_addr()?);
+    let server = if std::env::var("SERVER").as_deref() == Ok("tonic") {
+        // tonic's server, stopped (GOAWAY) only once the drain is over: until
+        // then late calls get a clean UNAVAILABLE, but a client's connection
+        // stays on this instance.
+        let server = Server::builder()
             .add_service(health_service)
             .add_service(chat)
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
                 shutdown.server_stop(),
-            ),
-    );
+            );
+        tokio::spawn(async move {
+            if let Err(error) = server.await {
+                tracing::error!(%error, "server failed");
+            }
+        })
+    } else {
+        // The server follows the drain: GOAWAY at the trip, the listener open
+        // until the drain is over, what is left dropped at the deadline.
+        let routes = Routes::new(health_service).add_service(chat);
+        tokio::spawn(tower_drain::serve(listener, routes, &drain).into_future())
+    };
 
     shared::run_to_exit(shutdown, server).await
 }

@@ -6,9 +6,10 @@ use std::collections::HashMap;
 
 /// How long tower-drain gives cut requests to unwind (`UNWIND`).
 const UNWIND_SECS: u64 = 1;
-/// How long the example waits for its server after the cleanup
-/// (`shared::join_server`).
-const SERVER_JOIN_SECS: u64 = 5;
+/// How long `tower_drain::serve` gives connections still open after the
+/// drain before it drops them (its default close timeout); the cleanup runs
+/// after.
+const SERVER_CLOSE_SECS: u64 = 1;
 
 /// `key: value` and `- name: K` / `value: "V"` pairs, in file order. Enough
 /// for this manifest; not a YAML parser.
@@ -59,8 +60,8 @@ fn the_shutdown_phases_fit_in_the_grace_period() {
         + get("LAME_DUCK_SECS")
         + get("DRAIN_DEADLINE_SECS")
         + UNWIND_SECS
-        + get("CLEANUP_DEADLINE_SECS")
-        + SERVER_JOIN_SECS;
+        + SERVER_CLOSE_SECS
+        + get("CLEANUP_DEADLINE_SECS");
     assert!(
         needed < grace,
         "the shutdown needs {needed} s, the grace period is {grace} s"

@@ -61,6 +61,10 @@
 //!   shutdown.
 //! - `signal` (default): [`Shutdown::on_signals`](shutdown::Shutdown::on_signals),
 //!   through tokio's signal support.
+//! - `serve`: `serve()`, a server (hyper-util, HTTP/1.1 and h2c) that
+//!   follows the drain: `GOAWAY` and `Connection: close` at the trip, closes
+//!   without resets, drops what is left at the deadline, and counts the
+//!   connections in the report.
 //! - `metrics`: an in-flight gauge, refused and cut counters and a drain
 //!   duration histogram, through the `metrics` facade; see [`metrics`].
 //!
@@ -84,15 +88,21 @@ pub mod grpc;
 pub mod layer;
 pub mod metrics;
 pub mod readiness;
+#[cfg(all(feature = "serve", not(loom)))]
+#[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
+pub mod serve;
 pub mod shutdown;
 mod state;
 mod sync;
 #[cfg(all(test, not(loom)))]
 mod test_support;
 
-pub use self::drain::{Drain, DrainReport, DrainSignal};
+pub use self::drain::{ConnectionReport, Drain, DrainReport, DrainSignal};
 pub use self::error::Cut;
 pub use self::layer::{DrainLayer, DrainService, Rejection};
+#[cfg(all(feature = "serve", not(loom)))]
+#[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
+pub use self::serve::serve;
 
 /// The error type of [`ResponseBody`](layer::ResponseBody): the inner body's
 /// error, or [`Cut`].

@@ -49,7 +49,12 @@ impl Process {
     /// Starts one of the examples with `env` and waits for the line that
     /// says where it listens (its signal handlers are installed before it).
     pub(crate) fn example(program: impl AsRef<Path>, env: &[(&str, &str)]) -> (Self, SocketAddr) {
-        let mut process = Self::spawn(program, &[], env);
+        Self::spawn(program, &[], env).listening()
+    }
+
+    /// Waits for the line that says where the process listens.
+    pub(crate) fn listening(mut self) -> (Self, SocketAddr) {
+        let process = &mut self;
         let line = process.wait_for_log(" on http://");
         let addr = line
             .split("http://")
@@ -57,7 +62,7 @@ impl Process {
             .and_then(|rest| rest.split(['/', ' ']).next())
             .and_then(|addr| addr.parse().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"));
-        (process, addr)
+        (self, addr)
     }
 
     pub(crate) fn pid(&self) -> u32 {

@@ -158,6 +158,12 @@ impl Drain {
         .await
     }
 
+    /// The handle, for a server that follows the drain.
+    #[cfg(feature = "serve")]
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
     /// The shared state, for the shutdown sequence.
     pub(crate) fn block(&self) -> &'static crate::state::Block {
         self.handle.block()

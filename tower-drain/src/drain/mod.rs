@@ -36,6 +36,6 @@ mod signal;
 
 pub use self::controller::Drain;
 pub use self::future::{Drained, NotReady, Tripped};
-pub use self::report::DrainReport;
 pub(crate) use self::report::{exit_code, End, Took};
+pub use self::report::{ConnectionReport, DrainReport};
 pub use self::signal::DrainSignal;

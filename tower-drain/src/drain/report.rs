@@ -19,7 +19,65 @@ pub struct DrainReport {
     refused: usize,
     cut: usize,
     unfinished: usize,
+    connections: ConnectionReport,
     end: End,
+}
+
+/// What became of the connections of the servers serving a drain through
+/// `tower_drain::serve` (feature `serve`; all zero without one): how many
+/// were open at the trip, and how many closed gracefully or were dropped
+/// from then on. Connections opened after the trip (to be refused) are
+/// among the closed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionReport {
+    open_at_trip: usize,
+    closed_gracefully: usize,
+    closed_hard: usize,
+    open: usize,
+}
+
+impl ConnectionReport {
+    /// Connections open when the drain tripped.
+    pub fn open_at_trip(&self) -> usize {
+        self.open_at_trip
+    }
+
+    /// Connections that ended from the trip on without being dropped: closed
+    /// after their last response (HTTP/1), after `GOAWAY` and their last
+    /// stream (HTTP/2), or by the client.
+    pub fn closed_gracefully(&self) -> usize {
+        self.closed_gracefully
+    }
+
+    /// Connections the server dropped because they were still open when the
+    /// drain was over: cut at the deadline, or not closed within the
+    /// server's close timeout after the drain.
+    pub fn closed_hard(&self) -> usize {
+        self.closed_hard
+    }
+
+    /// Connections still open when the report was made.
+    pub fn open(&self) -> usize {
+        self.open
+    }
+
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl fmt::Display for ConnectionReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} open at trip, {} closed gracefully, {} closed hard",
+            self.open_at_trip, self.closed_gracefully, self.closed_hard
+        )?;
+        if self.open > 0 {
+            write!(f, ", {} still open", self.open)?;
+        }
+        Ok(())
+    }
 }
 
 /// How the wait of a drain ended.
@@ -40,6 +98,7 @@ impl DrainReport {
         let cut = block.cut();
         let ended_early = block.ended_early();
         let in_flight_at_trip = block.in_flight_at_trip();
+        let [open_at_trip, closed_gracefully, closed_hard, open] = block.connections().counts();
         Self {
             elapsed,
             in_flight_at_trip,
@@ -48,8 +107,21 @@ impl DrainReport {
             refused: block.refused(),
             cut,
             unfinished,
+            connections: ConnectionReport {
+                open_at_trip,
+                closed_gracefully,
+                closed_hard,
+                open,
+            },
             end,
         }
+    }
+
+    /// The same drain's report, counted again now (its duration and its end
+    /// unchanged): once its servers have closed, what they refused and
+    /// closed since is in it.
+    pub(crate) fn recount(&self, block: &Block) -> Self {
+        Self::of(block, self.elapsed, self.end)
     }
 
     /// How long the drain took, from the trip until it returned.
@@ -92,6 +164,19 @@ impl DrainReport {
     /// unwound (their connection task never polled them again).
     pub fn unfinished(&self) -> usize {
         self.unfinished
+    }
+
+    /// What became of the connections of the servers serving the drain
+    /// through `tower_drain::serve` (feature `serve`). In
+    /// [`Drain::shutdown`]'s report, taken as the drain phase ends, the
+    /// servers are just starting to
+    /// close; [`Shutdown`](crate::shutdown::Shutdown) waits for them, and
+    /// its report counts every connection (and every refusal) up to the
+    /// last close.
+    ///
+    /// [`Drain::shutdown`]: crate::Drain::shutdown
+    pub fn connections(&self) -> &ConnectionReport {
+        &self.connections
     }
 
     /// Whether the deadline passed before the last request ended.
@@ -167,6 +252,9 @@ impl fmt::Display for DrainReport {
         )?;
         if self.unfinished > 0 {
             write!(f, ", {} unfinished", self.unfinished)?;
+        }
+        if !self.connections.is_empty() {
+            write!(f, "; connections: {}", self.connections)?;
         }
         match self.end {
             End::Drained => {}

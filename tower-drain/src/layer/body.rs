@@ -20,11 +20,24 @@ pin_project! {
     /// for the unwind (up to half a second), so that what it has produced,
     /// and a clean end such as `tower-drain-sse`'s terminal frame, still go
     /// out; when the unwind is over, every body still in flight ends with
-    /// `Cut` on its next poll, ready or not. A rejection's body is the
-    /// rejection's bytes.
+    /// `Cut` on its next poll, ready or not, or is counted as cut when it is
+    /// dropped unfinished (its connection dropped by the server). A
+    /// rejection's body is the rejection's bytes.
     pub struct ResponseBody<B> {
         #[pin]
         kind: Kind<B>,
+    }
+
+    impl<B> PinnedDrop for ResponseBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this;
+            if let KindProj::Serving { guard, .. } = this.as_mut().project().kind.project() {
+                if guard.as_ref().is_some_and(Guard::is_unwound) {
+                    let guard = guard.take();
+                    let _ = this.cut(guard);
+                }
+            }
+        }
     }
 }
 
@@ -115,6 +128,10 @@ where
                     return self.cut(guard);
                 }
                 match inner.poll_frame(cx) {
+                    // Trailers are a body's last frame: the request ends
+                    // with them (hyper's HTTP/2 server drops a body after its
+                    // trailers without asking for the end).
+                    Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => Some(Ok(frame)),
                     Poll::Ready(Some(Ok(frame))) => return Poll::Ready(Some(Ok(frame))),
                     Poll::Pending => {
                         // A passed body is never cut.
@@ -279,6 +296,63 @@ mod tests {
         assert!(body.frame().await.is_none());
         let report = shutdown.await.unwrap();
         assert_eq!((report.cut(), report.completed()), (0, 1), "{report}");
+    }
+
+    /// hyper's HTTP/2 server drops a body after its trailers without asking
+    /// for the end: the request has completed all the same, even when the
+    /// drop comes after the unwind.
+    #[tokio::test]
+    async fn a_body_dropped_after_its_trailers_has_completed() {
+        use futures_util::StreamExt as _;
+
+        let drain = Drain::new();
+        let frames = stream::iter([
+            Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(b"message"))),
+            Ok(Frame::trailers(HeaderMap::new())),
+        ])
+        .chain(stream::pending());
+        let svc = drain
+            .layer()
+            .layer(serving(StreamBody::new(frames).boxed_unsync()));
+        let res = svc.oneshot(Request::new(())).await.unwrap();
+        let mut body = Box::pin(res.into_body());
+        body.frame().await.unwrap().unwrap();
+        assert!(body.frame().await.unwrap().unwrap().is_trailers());
+        assert_eq!(drain.in_flight(), 0, "the trailers ended the request");
+        let report = drain.shutdown(Duration::ZERO).await;
+        drop(body);
+        assert!(report.is_clean(), "{report}");
+    }
+
+    /// A server that drops the connections still open once the unwind is
+    /// over (as `serve` does) drops their bodies and futures unpolled: the
+    /// requests were cut, not completed.
+    #[tokio::test]
+    async fn a_body_or_future_dropped_unfinished_after_the_unwind_counts_as_cut() {
+        let drain = Drain::new();
+        let never = stream::pending::<Result<Frame<Bytes>, std::io::Error>>();
+        let svc = drain
+            .layer()
+            .layer(serving(StreamBody::new(never).boxed_unsync()));
+        let res = svc.oneshot(Request::new(())).await.unwrap();
+        let body = Box::pin(res.into_body());
+        // A task that never polls its request again.
+        let waiting = tower::service_fn(|_: Request<()>| {
+            std::future::pending::<Result<http::Response<Full<Bytes>>, Infallible>>()
+        });
+        let mut future = Box::pin(drain.layer().layer(waiting).oneshot(Request::new(())));
+        let pending = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::future::Future::poll(future.as_mut(), cx).is_pending())
+        });
+        assert!(pending.await);
+        assert_eq!(drain.in_flight(), 2);
+        // Never polled again: neither sees the deadline, and the report
+        // (made when the unwind is over) finds both unfinished.
+        let report = drain.shutdown(Duration::ZERO).await;
+        assert_eq!(report.unfinished(), 2, "{report}");
+        drop((body, future));
+        assert_eq!(drain.in_flight(), 0);
+        assert_eq!(drain.block().cut(), 2);
     }
 }
 

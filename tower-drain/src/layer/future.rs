@@ -18,6 +18,21 @@ pin_project! {
         state: State<F>,
         reject: R,
     }
+
+    // Dropped unanswered once the unwind after the deadline is over (its
+    // connection dropped by the server): the request was cut.
+    impl<F, R> PinnedDrop for ResponseFuture<F, R> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut state = this.project().state;
+            if let StateProj::Admitted { guard, .. } = state.as_mut().project() {
+                if guard.is_unwound() {
+                    if let StateOwn::Admitted { guard, .. } = state.project_replace(State::Done) {
+                        guard.record_cut();
+                    }
+                }
+            }
+        }
+    }
 }
 
 pin_project! {

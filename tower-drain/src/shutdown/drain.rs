@@ -93,6 +93,7 @@ where
     }
 
     let report = DrainReport::of(block, started.elapsed(), end);
+    block.end_drain();
     crate::metrics::in_flight(report.unfinished());
     crate::metrics::drain_duration(report.elapsed());
     crate::event!(info, %report, "drained");

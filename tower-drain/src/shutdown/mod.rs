@@ -1,7 +1,7 @@
 //! The whole sequence from a stop signal to exit, around a [`Drain`].
 //!
 //! ```text
-//! trigger ─▶ lame duck ─▶ drain ─▶ (cut at the deadline) ─▶ stop the server ─▶ cleanup ─▶ report
+//! trigger ─▶ lame duck ─▶ drain ─▶ (cut at the deadline) ─▶ connections closed ─▶ cleanup ─▶ report
 //! ```
 //!
 //! 1. **Trigger**: SIGTERM or SIGINT ([`Shutdown::on_signals`]; Ctrl-C on
@@ -14,11 +14,15 @@
 //!    few seconds.
 //! 4. **Cut**: at the [`deadline`](Shutdown::deadline) (default 30 s), what is
 //!    still in flight is cut.
-//! 5. **Server stop**: [`server_stop`](Shutdown::server_stop) resolves, so
-//!    the server closes its listener and idle connections and sends HTTP/2
-//!    GOAWAY. Not earlier: until the drain is over, late requests on open or
-//!    new connections get the clean rejection rather than a refused
-//!    connection.
+//! 5. **Connections closed**: a server serving the drain through
+//!    `tower_drain::serve` (feature `serve`) closes its listener and
+//!    what is left of its connections (it moved clients off at the trip),
+//!    and the sequence waits for it, so that the report counts every
+//!    connection and every refusal. For another server,
+//!    [`server_stop`](Shutdown::server_stop) resolves now: it closes its
+//!    listener and idle connections and sends HTTP/2 GOAWAY. Not earlier:
+//!    until the drain is over, late requests on open or new connections get
+//!    the clean rejection rather than a refused connection.
 //! 6. **Cleanup**: the [hooks](Shutdown::on_cleanup) run in order, each
 //!    within its own timeout, all within the
 //!    [`cleanup_deadline`](Shutdown::cleanup_deadline) (default 10 s).
@@ -232,7 +236,8 @@ impl Shutdown {
     /// A future that resolves once the drain is over (drained, or cut at the
     /// deadline), before the cleanup: hand it to the server's graceful
     /// shutdown, so that it stops accepting, closes idle connections and
-    /// sends HTTP/2 GOAWAY then.
+    /// sends HTTP/2 GOAWAY then. (`tower_drain::serve` (feature `serve`) needs none: it
+    /// follows the drain by itself.)
     ///
     /// - axum: `axum::serve(..).with_graceful_shutdown(shutdown.server_stop())`
     /// - tonic: `Server::builder()..serve_with_shutdown(addr, shutdown.server_stop())`
@@ -284,6 +289,12 @@ impl Shutdown {
         };
         let drained = self::drain(&drain, deadline, force, progress_every).await;
         stop.send_replace(true);
+        // Servers serving the drain through `serve` close their connections
+        // now, each within its own bound; the report counts them all, and
+        // what they refused meanwhile.
+        let block = drain.block();
+        crate::state::Wait::new(block, crate::state::Event::ServersClosed).await;
+        let drained = drained.recount(block);
 
         let cleanup_started = Instant::now();
         let hooks = cleanup::run(hooks, cleanup_deadline).await;

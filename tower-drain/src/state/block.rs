@@ -4,6 +4,7 @@
 use std::fmt;
 use std::task::Context;
 
+use super::connections::Connections;
 use super::slot::{next_generation, Admission, Registration, Slot};
 use super::Event;
 use crate::sync::{AtomicBool, AtomicUsize, Notified, Notify, Ordering};
@@ -29,6 +30,11 @@ pub(crate) struct Block {
     on_trip: Notify,
     /// Notified when a tripped slot reaches zero, and at the trip itself.
     on_release: Notify,
+    /// Set when the drain phase is over (drained, or cut and unwound):
+    /// servers stop accepting and close what is left.
+    over: AtomicBool,
+    /// The connections of the servers serving this drain.
+    connections: Connections,
     /// Live [`Handle`](super::Handle)s; when it reaches zero the block goes
     /// back to the pool.
     handles: AtomicUsize,
@@ -59,6 +65,8 @@ impl Block {
             at_trip: AtomicUsize::new(0),
             on_trip: Notify::new(),
             on_release: Notify::new(),
+            over: AtomicBool::new(false),
+            connections: Connections::new(),
             handles: AtomicUsize::new(1),
         }
     }
@@ -93,6 +101,7 @@ impl Block {
         }
         let first = !self.tripped.swap(true, Ordering::AcqRel);
         if first {
+            self.connections.trip();
             self.on_trip.notify_waiters();
             self.on_release.notify_waiters();
             self.slots.iter().for_each(Slot::wake_backpressured);
@@ -118,6 +127,31 @@ impl Block {
         self.force();
         self.slots.iter().for_each(Slot::end_unwind);
         self.slots.iter().for_each(Slot::wake_waiting);
+    }
+
+    /// The end of the drain phase: servers stop accepting and close the
+    /// connections that are left.
+    pub(crate) fn end_drain(&self) {
+        self.over.store(true, Ordering::Release);
+        self.on_release.notify_waiters();
+    }
+
+    pub(crate) fn is_over(&self) -> bool {
+        self.over.load(Ordering::Acquire)
+    }
+
+    /// Connection counts of the servers serving this drain.
+    pub(crate) fn connections(&self) -> &Connections {
+        &self.connections
+    }
+
+    /// A server of this drain has ended; the last one wakes the shutdown
+    /// sequence, which waits for it.
+    #[cfg(feature = "serve")]
+    pub(crate) fn server_ended(&self) {
+        if self.connections.server_ended() {
+            self.on_release.notify_waiters();
+        }
     }
 
     /// Marks the drain lame-duck: readiness fails from now on. Returns `true`
@@ -180,7 +214,7 @@ impl Block {
     pub(crate) fn notified(&self, event: Event) -> Notified<'_> {
         match event {
             Event::NotReady | Event::Tripped => self.on_trip.notified(),
-            Event::Drained => self.on_release.notified(),
+            Event::Drained | Event::Over | Event::ServersClosed => self.on_release.notified(),
         }
     }
 
@@ -214,6 +248,8 @@ impl Block {
         self.forced.store(false, Ordering::Relaxed);
         self.lame_duck.store(false, Ordering::Relaxed);
         self.at_trip.store(0, Ordering::Relaxed);
+        self.over.store(false, Ordering::Relaxed);
+        self.connections.reset();
         self.handles.store(1, Ordering::Relaxed);
         self.generation.store(next, Ordering::Release);
         true

@@ -16,6 +16,8 @@
 //!   its bit in every slot and waking who waits for it.
 //! - `wait.rs`: the futures that wait for those moments (`drained()`,
 //!   `tripped()`, `not_ready()`).
+//! - `connections.rs`: the connections of the servers serving the drain
+//!   (`tower_drain::serve`), counted once each for the report.
 //! - `pool.rs`: where blocks come from and go back to (they are never
 //!   freed, so that a guard needs no reference count).
 //!
@@ -24,6 +26,7 @@
 //! Waiters re-check it whenever a tripped slot reaches zero.
 
 mod block;
+mod connections;
 #[cfg(all(test, loom))]
 mod loom;
 mod pool;
@@ -31,6 +34,8 @@ mod slot;
 mod wait;
 
 pub(crate) use block::{Block, ServiceRef};
+#[cfg(feature = "serve")]
+pub(crate) use connections::Closed;
 pub(crate) use pool::Handle;
 pub(crate) use slot::{Admission, Guard, Registration, Slot};
 pub(crate) use wait::{Event, Wait};

@@ -15,6 +15,11 @@ pub(crate) enum Event {
     NotReady,
     Tripped,
     Drained,
+    /// The drain phase is over: drained, or cut and unwound.
+    #[cfg_attr(not(feature = "serve"), allow(dead_code))]
+    Over,
+    /// The drain phase is over and no server serves the drain any more.
+    ServersClosed,
 }
 
 impl Event {
@@ -23,6 +28,8 @@ impl Event {
             Event::NotReady => !block.is_ready(),
             Event::Tripped => block.is_tripped(),
             Event::Drained => block.is_drained(),
+            Event::Over => block.is_over(),
+            Event::ServersClosed => block.is_over() && block.connections().servers() == 0,
         }
     }
 }

@@ -1,0 +1,380 @@
+//! `tower_drain::serve` over the wire: connections moved off at the trip,
+//! closed without resets, the listener open until the drain is over, and
+//! what never closes dropped at the deadline.
+
+use std::convert::Infallible;
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use futures_util::stream;
+use http::StatusCode;
+use http_body_util::Empty;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tower_drain::shutdown::Shutdown;
+use tower_drain::Drain;
+use tower_drain_tests::{app, get_req, http2, listen, text, within, Gate};
+
+/// Serves `app` (with the drain's layer) through `tower_drain::serve`.
+async fn serve(drain: &Drain, app: Router) -> (SocketAddr, JoinHandle<()>) {
+    serve_with(drain, app, |serve| serve).await
+}
+
+async fn serve_with(
+    drain: &Drain,
+    app: Router,
+    settings: impl FnOnce(
+        tower_drain::serve::Serve<tokio::net::TcpListener, Router>,
+    ) -> tower_drain::serve::Serve<tokio::net::TcpListener, Router>,
+) -> (SocketAddr, JoinHandle<()>) {
+    let (listener, addr) = listen().await;
+    let app = app.layer(drain.layer());
+    let server = tokio::spawn(settings(tower_drain::serve(listener, app, drain)).into_future());
+    (addr, server)
+}
+
+/// Reads until the server closes: `Ok(bytes)` at an orderly end (FIN),
+/// `Err` on a reset.
+async fn read_to_close(socket: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut got = Vec::new();
+    within("the server closes", socket.read_to_end(&mut got)).await?;
+    Ok(got)
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_at_the_trip_with_fin() {
+    let drain = Drain::new();
+    let (addr, server) = serve(&drain, app(Gate::new())).await;
+
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    socket
+        .write_all(b"GET /hello HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0; 1024];
+    let n = within("the answer", socket.read(&mut buf)).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+
+    drain.trip();
+    // Idle at the trip (no window): closed at once, with FIN.
+    assert_eq!(read_to_close(&mut socket).await.unwrap(), b"");
+
+    let report = within("shutdown", drain.shutdown(Duration::from_secs(5))).await;
+    within("the server ends", server).await.unwrap();
+    assert_eq!(report.connections().open_at_trip(), 1);
+}
+
+#[tokio::test]
+async fn a_request_in_flight_at_the_trip_gets_its_answer_then_the_connection_closes() {
+    let drain = Drain::new();
+    let gate = Gate::new();
+    let (addr, server) = serve(&drain, app(gate.clone())).await;
+
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    socket
+        .write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    within("admitted", async {
+        while drain.in_flight() == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    drain.trip();
+    // While the drain waits for it, the listener still answers: a new
+    // connection gets the layer's 503, not a refused connection.
+    let late = http2().request(get_req(addr, "/hello")).await.unwrap();
+    assert_eq!(late.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    gate.open(1);
+    let answer = String::from_utf8(read_to_close(&mut socket).await.unwrap()).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.to_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert!(answer.ends_with("slow"), "{answer}");
+
+    let report = within("shutdown", drain.shutdown(Duration::from_secs(5))).await;
+    within("the server ends", server).await.unwrap();
+    assert!(report.is_clean());
+    // Once the drain is over, the listener is closed.
+    assert!(TcpStream::connect(addr).await.is_err());
+}
+
+/// Counts the connections a client opens.
+#[derive(Clone)]
+struct Counting {
+    inner: HttpConnector,
+    opened: Arc<AtomicUsize>,
+}
+
+impl tower::Service<http::Uri> for Counting {
+    type Response = <HttpConnector as tower::Service<http::Uri>>::Response;
+    type Error = <HttpConnector as tower::Service<http::Uri>>::Error;
+    type Future = <HttpConnector as tower::Service<http::Uri>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        self.opened.fetch_add(1, Ordering::SeqCst);
+        self.inner.call(uri)
+    }
+}
+
+#[tokio::test]
+async fn an_http2_client_gets_goaway_at_the_trip_and_opens_its_next_stream_elsewhere() {
+    let drain = Drain::new();
+    let gate = Gate::new();
+    let (addr, server) = serve(&drain, app(gate.clone())).await;
+    let opened = Arc::new(AtomicUsize::new(0));
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(Counting {
+            inner: HttpConnector::new(),
+            opened: opened.clone(),
+        });
+
+    // A stream open at the trip...
+    let res = client.request(get_req(addr, "/stream")).await.unwrap();
+    assert_eq!(opened.load(Ordering::SeqCst), 1);
+    drain.trip();
+    // ... the connection refuses new streams (GOAWAY): the client's next
+    // request goes on a new connection (here to the same, draining server,
+    // which refuses it; behind a load balancer, elsewhere).
+    within("GOAWAY reaches the client", async {
+        loop {
+            let late = client.request(get_req(addr, "/hello")).await.unwrap();
+            assert_eq!(late.status(), StatusCode::SERVICE_UNAVAILABLE);
+            if opened.load(Ordering::SeqCst) > 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    // ... and the stream open at the trip completes.
+    gate.open(1);
+    let body = within("the stream", text(res.into_body())).await.unwrap();
+    assert_eq!(body, tower_drain_tests::full_stream());
+
+    let report = within("shutdown", drain.shutdown(Duration::from_secs(5))).await;
+    within("the server ends", server).await.unwrap();
+    assert!(report.is_clean());
+    assert_eq!(report.connections().open_at_trip(), 1);
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_dropped_at_the_deadline() {
+    let drain = Drain::new();
+    let flood = Router::new().route(
+        "/flood",
+        get(|| async {
+            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+            Body::from_stream(stream::repeat_with(move || {
+                Ok::<_, Infallible>(chunk.clone())
+            }))
+        }),
+    );
+    let (addr, server) = serve(&drain, flood).await;
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"GET /flood HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    within("admitted", async {
+        while drain.in_flight() == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+
+    let shutdown = Shutdown::with_trigger(&drain, async {}).deadline(Duration::from_millis(200));
+    let report = within("the shutdown, with its server", shutdown.run()).await;
+    let drained = report.drain();
+    assert!(drained.deadline_reached());
+    // Dropped with its connection: counted, and nothing left in flight.
+    assert_eq!(drained.connections().closed_hard(), 1, "{report}");
+    assert_eq!(drained.unfinished(), 0, "{report}");
+    assert_eq!(drained.cut(), 1, "{report}");
+    assert_eq!(drain.in_flight(), 0);
+    within("the server ended", server).await.unwrap();
+    drop(client);
+}
+
+#[tokio::test]
+async fn an_exempt_stream_that_never_ends_is_dropped_after_the_close_timeout() {
+    let drain = Drain::new();
+    let (listener, addr) = listen().await;
+    // Like a health `Watch` outside the drain: exempt, never ends.
+    let app = app(Gate::new()).layer(drain.layer().exempt(|req| req.uri().path() == "/forever"));
+    let server = tokio::spawn(
+        tower_drain::serve(listener, app, &drain)
+            .close_timeout(Duration::from_millis(100))
+            .into_future(),
+    );
+    let watch = http2().request(get_req(addr, "/forever")).await.unwrap();
+
+    let shutdown = Shutdown::with_trigger(&drain, async {}).deadline(Duration::from_secs(60));
+    let report = within("the shutdown, with its server", shutdown.run()).await;
+    // Nothing counted was in flight: drained at once, and the server ended
+    // after its close timeout, not after the 60 s deadline.
+    assert!(report.is_clean());
+    let connections = report.drain().connections();
+    assert_eq!(
+        (connections.open_at_trip(), connections.closed_hard()),
+        (1, 1),
+        "{report}"
+    );
+    within("the server ended", server).await.unwrap();
+    assert!(text(watch.into_body()).await.is_err(), "the stream was cut");
+}
+
+#[tokio::test]
+async fn the_minimum_window_answers_an_idle_client_with_connection_close() {
+    let drain = Drain::new();
+    let (addr, server) = serve_with(&drain, app(Gate::new()), |serve| {
+        serve.min_drain(Duration::from_millis(300))
+    })
+    .await;
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    socket
+        .write_all(b"GET /hello HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0; 1024];
+    within("the answer", socket.read(&mut buf)).await.unwrap();
+
+    // Nothing in flight: the drain is over at once, but the window keeps the
+    // idle connection up, and its next request is answered.
+    let report = within("shutdown", drain.shutdown(Duration::from_secs(5))).await;
+    assert!(report.is_clean());
+    socket
+        .write_all(b"GET /hello HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = String::from_utf8(read_to_close(&mut socket).await.unwrap()).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    within("the server ends after the window", server)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_no_header_is_closed_after_the_header_timeout() {
+    let drain = Drain::new();
+    let (addr, server) = serve_with(&drain, app(Gate::new()), |serve| {
+        serve.header_read_timeout(Duration::from_millis(100))
+    })
+    .await;
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    socket.write_all(b"GET /hello HTTP/1.1\r\n").await.unwrap();
+    // hyper answers 408 or closes; either way the connection ends.
+    let _ = read_to_close(&mut socket).await;
+    // An idle keep-alive connection is closed the same way.
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET /hello HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0; 1024];
+    within("the answer", idle.read(&mut buf)).await.unwrap();
+    assert_eq!(read_to_close(&mut idle).await.unwrap(), b"");
+
+    within("shutdown", drain.shutdown(Duration::from_secs(5))).await;
+    within("the server ends", server).await.unwrap();
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_unix_listener_is_served_and_closed_with_the_drain() {
+    let drain = Drain::new();
+    let dir = std::env::temp_dir().join(format!("tower-drain-serve-{}", std::process::id()));
+    let _ = std::fs::remove_file(&dir);
+    let listener = tokio::net::UnixListener::bind(&dir).unwrap();
+    let server = tokio::spawn(
+        tower_drain::serve(listener, app(Gate::new()).layer(drain.layer()), &drain).into_future(),
+    );
+
+    let stream = tokio::net::UnixStream::connect(&dir).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let res = sender
+        .send_request(
+            http::Request::get("/hello")
+                .header("host", "x")
+                .body(Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(text(res.into_body()).await.unwrap(), "hello");
+
+    let report = within("shutdown", drain.shutdown(Duration::from_secs(5))).await;
+    within("the server ends", server).await.unwrap();
+    assert_eq!(report.connections().open_at_trip(), 1);
+    let _ = std::fs::remove_file(&dir);
+}
+
+#[tokio::test]
+async fn tonic_routes_are_served_and_refused_after_the_trip() {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    let drain = Drain::new();
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let routes = tonic::service::Routes::new(health);
+    let (listener, addr) = listen().await;
+    let server = tokio::spawn(
+        tower_drain::serve(
+            listener,
+            tower::ServiceBuilder::new()
+                .layer(drain.layer())
+                .service(routes),
+            &drain,
+        )
+        .into_future(),
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = HealthClient::new(channel);
+    client
+        .check(HealthCheckRequest::default())
+        .await
+        .expect("served");
+
+    drain.trip();
+    let refused = client
+        .check(HealthCheckRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable);
+
+    within("shutdown", drain.shutdown(Duration::from_secs(5))).await;
+    within("the server ends", server).await.unwrap();
+}

@@ -1,0 +1,63 @@
+//! What [`serve`](super::serve) accepts connections from.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// A source of connections: a `tokio::net::TcpListener` or (on Unix) a
+/// `tokio::net::UnixListener`, or your own.
+///
+/// `accept` must be cancel safe, as tokio's are: the server drops a pending
+/// `accept` when the drain trips or is over, and calls it again.
+pub trait Listener: Send + 'static {
+    /// A connection.
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// The peer's address, for the logs.
+    type Addr: fmt::Debug + Send;
+
+    /// The next connection, or the error accepting it. The server logs
+    /// errors and goes on (see [`serve`](super::serve)): a listener should
+    /// not fail for good.
+    fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Io, Self::Addr)>> + Send;
+}
+
+/// With `TCP_NODELAY` on each connection: a response's last bytes go out at
+/// once instead of waiting for the client's ACK.
+impl Listener for tokio::net::TcpListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> io::Result<(Self::Io, Self::Addr)> {
+        let (stream, addr) = tokio::net::TcpListener::accept(self).await?;
+        if let Err(_error) = stream.set_nodelay(true) {
+            crate::event!(debug, error = %_error, "could not set TCP_NODELAY");
+        }
+        Ok((stream, addr))
+    }
+}
+
+#[cfg(unix)]
+impl Listener for tokio::net::UnixListener {
+    type Io = tokio::net::UnixStream;
+    type Addr = tokio::net::unix::SocketAddr;
+
+    async fn accept(&mut self) -> io::Result<(Self::Io, Self::Addr)> {
+        tokio::net::UnixListener::accept(self).await
+    }
+}
+
+/// Errors that concern one connection only (it was gone before it was
+/// accepted): the next accept may go on at once. Every other error (out of
+/// file descriptors, out of memory) waits a little before the next.
+pub(super) fn is_connection_error(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    )
+}
