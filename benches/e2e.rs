@@ -1,11 +1,13 @@
 //! End to end: a hyper server on 127.0.0.1 with and without `DrainLayer`,
-//! loaded by an in-process hyper client. Bounded: each run lasts
-//! `RUN` (at most `MAX_REQUESTS`), rounds alternate the two cases, and the
-//! table gives medians over rounds.
+//! and `tower_drain::serve` against the hyper-util `auto` server it is built
+//! on, loaded by an in-process hyper client. Bounded: each run lasts `RUN`
+//! (at most `MAX_REQUESTS`), rounds alternate the cases, and the table gives
+//! medians over rounds.
 //!
 //! `cargo bench -p tower-drain-benches --bench e2e`
 
 use std::convert::Infallible;
+use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -52,6 +54,66 @@ where
             });
         }
     });
+    (addr, task)
+}
+
+/// Serves with hyper-util's `auto` builder (HTTP/1.1 and h2c), as
+/// `tower_drain::serve` and `axum::serve` do, until the task is aborted.
+async fn serve_auto<S, B>(svc: S) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>)
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((io, _)) = listener.accept().await else {
+                return;
+            };
+            let _ = io.set_nodelay(true);
+            let svc = hyper_util::service::TowerToHyperService::new(svc.clone());
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(io), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+/// `tower_drain::serve`, until the task is aborted; with its default HTTP/1
+/// header read timeout, or none (hyper arms a timer for every request head).
+async fn serve_drain<S, B>(
+    svc: S,
+    drain: &Drain,
+    header_timeout: bool,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>)
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serve = tower_drain::serve(listener, svc, drain);
+    let serve = if header_timeout {
+        serve
+    } else {
+        serve.header_read_timeout(None)
+    };
+    let task = tokio::spawn(serve.into_future());
     (addr, task)
 }
 
@@ -105,49 +167,59 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let drain = Drain::new();
-        let mut results: Vec<(&str, Vec<Run>)> = vec![("bare", vec![]), ("DrainLayer", vec![])];
+        let cases = [
+            "hyper http1, bare",
+            "hyper http1, DrainLayer",
+            "hyper-util auto, DrainLayer",
+            "tower_drain::serve, DrainLayer",
+            "tower_drain::serve, no header timeout",
+        ];
+        let mut results: Vec<Vec<Run>> = vec![Vec::new(); cases.len()];
         for round in 0..ROUNDS {
-            for (i, (name, runs)) in results.iter_mut().enumerate() {
-                let (addr, server) = if i == 0 {
-                    serve(tower::service_fn(hello)).await
-                } else {
-                    serve(drain.layer().layer(tower::service_fn(hello))).await
+            for (i, (name, runs)) in cases.iter().zip(&mut results).enumerate() {
+                let layered = drain.layer().layer(tower::service_fn(hello));
+                let (addr, server) = match i {
+                    0 => serve(tower::service_fn(hello)).await,
+                    1 => serve(layered).await,
+                    2 => serve_auto(layered).await,
+                    3 => serve_drain(layered, &drain, true).await,
+                    _ => serve_drain(layered, &drain, false).await,
                 };
                 let run = load(addr).await;
                 server.abort();
                 println!(
-                    "round {round} {name:<11} {:>9.0} req/s  p50 {:>7.1?}  p99 {:>7.1?}",
+                    "round {round} {name:<32} {:>9.0} req/s  p50 {:>7.1?}  p99 {:>7.1?}",
                     run.0, run.1, run.2
                 );
                 runs.push(run);
             }
         }
         println!("\n| case | requests/s (median) | p50 | p99 |\n| --- | --- | --- | --- |");
-        let mut rps = Vec::new();
-        for (name, runs) in &results {
+        for (name, runs) in cases.iter().zip(&results) {
             let r = median(runs.iter().map(|r| r.0).collect());
             let p50 = median(runs.iter().map(|r| r.1).collect());
             let p99 = median(runs.iter().map(|r| r.2).collect());
             println!("| {name} | {r:.0} | {p50:.1?} | {p99:.1?} |");
-            rps.push(r);
         }
         // Rounds are paired (the machine's speed drifts between them), so the
         // ratio that counts is the median of the per-round ratios.
-        let ratios: Vec<f64> = results[1]
-            .1
-            .iter()
-            .zip(&results[0].1)
-            .map(|(l, b)| l.0 / b.0)
-            .collect();
-        println!(
-            "\nDrainLayer / bare requests/s: median of per-round ratios {:.3} (rounds: {})",
-            median(ratios.clone()),
-            ratios
+        for (case, reference) in [(1, 0), (3, 2), (4, 2)] {
+            let ratios: Vec<f64> = results[case]
                 .iter()
-                .map(|r| format!("{r:.3}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        println!("ratio of the medians: {:.3}", rps[1] / rps[0]);
+                .zip(&results[reference])
+                .map(|(c, r)| c.0 / r.0)
+                .collect();
+            println!(
+                "\n{} / {}: median of per-round ratios {:.3} (rounds: {})",
+                cases[case],
+                cases[reference],
+                median(ratios.clone()),
+                ratios
+                    .iter()
+                    .map(|r| format!("{r:.3}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
     });
 }

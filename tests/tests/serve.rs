@@ -378,3 +378,244 @@ async fn tonic_routes_are_served_and_refused_after_the_trip() {
     within("shutdown", drain.shutdown(Duration::from_secs(5))).await;
     within("the server ends", server).await.unwrap();
 }
+
+/// Whether the server closed `socket` within `wait`: `Some(Ok(bytes read))`
+/// at its FIN, `Some(Err)` on a reset, `None` if still open.
+async fn closed_within(socket: &mut TcpStream, wait: Duration) -> Option<std::io::Result<usize>> {
+    let mut buf = [0u8; 4096];
+    let mut total = 0;
+    let until = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(until, socket.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) => return Some(Ok(total)),
+            Ok(Ok(n)) => total += n,
+            Ok(Err(e)) => return Some(Err(e)),
+        }
+    }
+}
+
+/// A connection the kernel completed, with its request sent, just before the
+/// drain is over, and not yet seen by the runtime's readiness: the server
+/// takes it from the kernel as the listener closes and answers it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_connection_completed_as_the_drain_ends_gets_an_answer_not_a_reset() {
+    use std::io::{Read, Write};
+
+    let drain = Drain::new();
+    let (addr, server) = serve(&drain, app(Gate::new())).await;
+    drain.trip();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Blocking: no turn of the reactor between the connect and the end.
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    client
+        .write_all(b"GET /hello HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    within("shutdown", drain.shutdown(Duration::from_secs(1))).await;
+    within("the server ends", server).await.unwrap();
+    client
+        .set_read_timeout(Some(tower_drain_tests::HANG))
+        .unwrap();
+    let mut answer = Vec::new();
+    client
+        .read_to_end(&mut answer)
+        .expect("an orderly end, not a reset");
+    assert!(answer.starts_with(b"HTTP/1.1 503"), "{answer:?}");
+}
+
+/// After a `101` the socket is the application's: a tunnel that forwards
+/// the end of its upstream (a half close) still reads what the client sends
+/// after it.
+#[tokio::test]
+async fn an_upgraded_connection_keeps_what_the_client_sends_after_its_half_close() {
+    let drain = Drain::new();
+    let (got_tx, got_rx) = tokio::sync::oneshot::channel::<Vec<u8>>();
+    let got_tx = Arc::new(std::sync::Mutex::new(Some(got_tx)));
+    let tunnel = Router::new().route(
+        "/tunnel",
+        get(move |mut req: http::Request<Body>| {
+            let got_tx = got_tx.clone();
+            async move {
+                let on_upgrade = hyper::upgrade::on(&mut req);
+                tokio::spawn(async move {
+                    let mut io = TokioIo::new(on_upgrade.await.unwrap());
+                    io.write_all(b"server-done").await.unwrap();
+                    io.shutdown().await.unwrap();
+                    let mut got = Vec::new();
+                    let _ = within("the client's bytes", io.read_to_end(&mut got)).await;
+                    let _ = got_tx.lock().unwrap().take().unwrap().send(got);
+                });
+                http::Response::builder()
+                    .status(StatusCode::SWITCHING_PROTOCOLS)
+                    .header("connection", "upgrade")
+                    .header("upgrade", "tunnel")
+                    .body(Body::empty())
+                    .unwrap()
+            }
+        }),
+    );
+    let (addr, server) = serve(&drain, tunnel).await;
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(
+            b"GET /tunnel HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: tunnel\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    within("the server's half close", client.read_to_end(&mut seen))
+        .await
+        .unwrap();
+    assert!(seen.ends_with(b"server-done"));
+    client.write_all(b"after the half close").await.unwrap();
+    client.shutdown().await.unwrap();
+    assert_eq!(
+        within("the tunnel", got_rx).await.unwrap(),
+        b"after the half close"
+    );
+
+    within("shutdown", drain.shutdown(Duration::from_secs(1))).await;
+    within("the server ends", server).await.unwrap();
+}
+
+/// hyper-util's protocol detection has no timer: the server bounds it with
+/// the header read timeout, so neither a silent client nor one that sends
+/// part of the HTTP/2 preface holds a connection.
+#[tokio::test]
+async fn a_silent_or_half_preface_connection_is_closed_after_the_header_timeout() {
+    let drain = Drain::new();
+    let (addr, server) = serve_with(&drain, app(Gate::new()), |serve| {
+        serve.header_read_timeout(Duration::from_millis(100))
+    })
+    .await;
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let mut half_preface = TcpStream::connect(addr).await.unwrap();
+    half_preface.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    for socket in [&mut silent, &mut half_preface] {
+        let closed = closed_within(socket, tower_drain_tests::HANG).await;
+        assert!(matches!(closed, Some(Ok(0))), "{closed:?}");
+    }
+    within("shutdown", drain.shutdown(Duration::from_secs(1))).await;
+    within("the server ends", server).await.unwrap();
+}
+
+/// A client that connected but never spoke (a browser's preconnect) is
+/// closed with the others, after the linger, not held for the close
+/// timeout, and it counts as closed gracefully.
+#[tokio::test]
+async fn a_silent_connection_does_not_hold_the_shutdown() {
+    let drain = Drain::new();
+    let (addr, server) = serve_with(&drain, app(Gate::new()), |serve| {
+        serve.close_timeout(Duration::from_secs(60))
+    })
+    .await;
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let shutdown = Shutdown::with_trigger(&drain, async {});
+    let report = within("the shutdown, not the 60 s close timeout", shutdown.run()).await;
+    let connections = report.drain().connections();
+    assert_eq!(
+        (connections.closed_gracefully(), connections.closed_hard()),
+        (1, 0),
+        "{report}"
+    );
+    assert!(matches!(
+        closed_within(&mut silent, tower_drain_tests::HANG).await,
+        Some(Ok(0))
+    ));
+    within("the server ends", server).await.unwrap();
+}
+
+/// `serve` counts its server in the drain as soon as it is called: a
+/// shutdown that starts before the spawned server first runs still waits
+/// for it.
+#[tokio::test]
+async fn shutdown_waits_for_a_server_spawned_but_not_yet_run() {
+    let drain = Drain::new();
+    let (_, server) = serve(&drain, app(Gate::new())).await;
+    let shutdown = Shutdown::with_trigger(&drain, async {});
+    within("shutdown", shutdown.run()).await;
+    assert!(server.is_finished());
+}
+
+/// A minimum window longer than the drain deadline does not hold the
+/// shutdown sequence (it waits for its servers up to two seconds past the
+/// deadline).
+#[tokio::test]
+async fn a_window_longer_than_the_deadline_does_not_hold_the_shutdown() {
+    let drain = Drain::new();
+    let (_, server) = serve_with(&drain, app(Gate::new()), |serve| {
+        serve.min_drain(Duration::from_secs(60))
+    })
+    .await;
+    let shutdown = Shutdown::with_trigger(&drain, async {}).deadline(Duration::from_millis(100));
+    within("the shutdown, not the 60 s window", shutdown.run()).await;
+    server.abort();
+}
+
+/// hyper runs each HTTP/2 stream in a task of its own, which drops a cut
+/// request just after its connection: the report made once the server has
+/// closed counts it as cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_request_dropped_with_its_connection_is_counted_cut() {
+    for _ in 0..5 {
+        let drain = Drain::new();
+        let flood = Router::new().route(
+            "/flood",
+            get(|| async {
+                let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+                Body::from_stream(stream::repeat_with(move || {
+                    Ok::<_, Infallible>(chunk.clone())
+                }))
+            }),
+        );
+        let (addr, server) = serve(&drain, flood).await;
+        let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
+        let (mut send, connection) =
+            hyper::client::conn::http2::handshake::<_, _, Empty<Bytes>>(TokioExecutor::new(), io)
+                .await
+                .unwrap();
+        let connection = tokio::spawn(connection);
+        let req = http::Request::get(format!("http://{addr}/flood"))
+            .body(Empty::new())
+            .unwrap();
+        // Never read: the stream's window fills, and the body waits.
+        let res = within("headers", send.send_request(req)).await.unwrap();
+        let shutdown =
+            Shutdown::with_trigger(&drain, async {}).deadline(Duration::from_millis(200));
+        let report = within("shutdown", shutdown.run()).await;
+        let drained = report.drain();
+        assert_eq!((drained.cut(), drained.unfinished()), (1, 0), "{report}");
+        within("the server ends", server).await.unwrap();
+        drop(res);
+        connection.abort();
+    }
+}
+
+/// Every setting at zero and at `Duration::MAX` serves, moves clients off
+/// and ends, without a panic.
+#[tokio::test]
+async fn settings_of_zero_and_duration_max_serve_and_end() {
+    for extreme in [Duration::ZERO, Duration::MAX] {
+        let drain = Drain::new();
+        let (listener, addr) = listen().await;
+        let server = tokio::spawn(
+            tower_drain::serve(listener, app(Gate::new()).layer(drain.layer()), &drain)
+                .close_timeout(extreme)
+                .linger(extreme)
+                .header_read_timeout(extreme.max(Duration::from_secs(1)))
+                .into_future(),
+        );
+        let mut socket = TcpStream::connect(addr).await.unwrap();
+        socket
+            .write_all(b"GET /hello HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0; 1024];
+        let n = within("the answer", socket.read(&mut buf)).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{extreme:?}");
+        drop(socket);
+        within("shutdown", drain.shutdown(Duration::from_secs(1))).await;
+        within("the server ends", server).await.unwrap();
+    }
+}

@@ -15,9 +15,10 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tower_service::Service;
 
-use super::linger::{Linger, Protocol};
+use super::linger::{hyper_polling, Linger, Protocol};
 use crate::state::{Closed, Handle};
 use crate::BoxError;
 
@@ -39,12 +40,12 @@ pub(super) enum Phase {
     Closing,
 }
 
-/// Counts a connection in the drain's block while it is open; dropped
-/// before [`closed`](Self::closed) (the server dropped the connection), it
-/// counts as closed hard.
+/// Counts a connection in the drain's block while it is open. Dropped
+/// before [`closed`](Self::closed) after the trip (the server dropped the
+/// connection), it counts as closed hard.
 pub(super) struct Counted {
     handle: Handle,
-    how: Closed,
+    gracefully: bool,
 }
 
 impl Counted {
@@ -52,31 +53,43 @@ impl Counted {
         handle.block().connections().opened();
         Self {
             handle,
-            how: Closed::Hard,
+            gracefully: false,
         }
     }
 
     /// The connection ended without being dropped.
     fn closed(mut self) {
-        self.how = if self.handle.block().is_tripped() {
-            Closed::Gracefully
-        } else {
-            Closed::BeforeTrip
-        };
+        self.gracefully = true;
     }
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        self.handle.block().connections().closed(self.how);
+        let block = self.handle.block();
+        let how = match (block.is_tripped(), self.gracefully) {
+            (false, _) => Closed::BeforeTrip,
+            (true, true) => Closed::Gracefully,
+            (true, false) => Closed::Hard,
+        };
+        block.connections().closed(how);
     }
 }
 
 enum Step<E> {
     Ended(Result<(), E>),
-    FirstRead(Protocol),
+    Decided(Protocol),
+    /// The client has not said which protocol it speaks in time.
+    Silent,
     PhaseChanged,
     ServerGone,
+}
+
+/// How one connection is served.
+pub(super) struct Settings {
+    pub(super) linger: Duration,
+    /// How long a client gets to send its first request's headers (HTTP/1)
+    /// or its preface (HTTP/2); `None`: no limit.
+    pub(super) header_read_timeout: Option<Duration>,
 }
 
 /// Serves one connection until it closes, closing it gracefully when the
@@ -86,7 +99,7 @@ pub(super) async fn serve<I, S, B>(
     io: I,
     service: S,
     mut phase: watch::Receiver<Phase>,
-    linger: Duration,
+    settings: Settings,
     counted: Counted,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -97,20 +110,25 @@ pub(super) async fn serve<I, S, B>(
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let (io, first_read) = Linger::new(io, linger);
-    let mut first_read = pin!(first_read);
+    let (io, decided) = Linger::new(io, settings.linger);
+    let mut decided = pin!(decided);
     let mut protocol = None;
+    // Until the client says which protocol it speaks, hyper-util has no
+    // timer of its own: a client that sends nothing (or part of the HTTP/2
+    // preface) would hold the connection forever.
+    let mut undecided = pin!(settings.header_read_timeout.map(tokio::time::sleep));
     let mut shut = false;
     let mut connection =
         pin!(builder
             .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service)));
     let ended = loop {
-        // A connection is closed gracefully only once its client has sent
-        // something: before that, hyper-util cancels it, and the socket is
-        // dropped with whatever request has just arrived unread, which
-        // resets the connection. One that stays silent is dropped at the
-        // server's close timeout.
-        let close = match *phase.borrow_and_update() {
+        // A connection is closed gracefully once its client has said which
+        // protocol it speaks: before that, hyper-util would cancel it and
+        // drop the socket with whatever has just arrived unread, which
+        // resets the connection. One still silent when the server moves
+        // clients off gets the linger to speak, then is closed.
+        let now = *phase.borrow_and_update();
+        let close = match now {
             Phase::Serving => false,
             Phase::Tripped => protocol == Some(Protocol::Http2),
             Phase::MovingOff | Phase::Closing => protocol.is_some(),
@@ -119,17 +137,30 @@ pub(super) async fn serve<I, S, B>(
             shut = true;
             connection.as_mut().graceful_shutdown();
         }
+        if protocol.is_none() && now >= Phase::MovingOff {
+            let soon = Instant::now() + settings.linger.min(LINGER_CAP);
+            match undecided.as_mut().as_pin_mut() {
+                Some(timer) if timer.deadline() <= soon => {}
+                Some(timer) => timer.reset(soon),
+                None => undecided.set(Some(tokio::time::sleep_until(soon))),
+            }
+        }
         // `changed` compares versions, so a change made between two of
         // these is seen by the next.
         let mut changed = pin!(phase.changed());
         let step = poll_fn(|cx| {
-            if let Poll::Ready(result) = connection.as_mut().poll(cx) {
+            if let Poll::Ready(result) = hyper_polling(|| connection.as_mut().poll(cx)) {
                 return Poll::Ready(Step::Ended(result));
             }
             if protocol.is_none() {
-                if let Poll::Ready(read) = first_read.as_mut().poll(cx) {
-                    // Gone without a byte: the connection is ending anyway.
-                    return Poll::Ready(Step::FirstRead(read.unwrap_or(Protocol::Http1)));
+                if let Poll::Ready(read) = decided.as_mut().poll(cx) {
+                    // Gone before it said: the connection is ending anyway.
+                    return Poll::Ready(Step::Decided(read.unwrap_or(Protocol::Http1)));
+                }
+                if let Some(timer) = undecided.as_mut().as_pin_mut() {
+                    if timer.poll(cx).is_ready() {
+                        return Poll::Ready(Step::Silent);
+                    }
                 }
             }
             changed.as_mut().poll(cx).map(|changed| match changed {
@@ -146,7 +177,10 @@ pub(super) async fn serve<I, S, B>(
                 }
                 break true;
             }
-            Step::FirstRead(read) => protocol = Some(read),
+            Step::Decided(decided) => protocol = Some(decided),
+            // Nothing of it is unread (hyper-util has read what came): the
+            // client sees an orderly end.
+            Step::Silent => break true,
             Step::PhaseChanged => {}
             // The server is gone without closing: drop the connection.
             Step::ServerGone => break false,
@@ -156,3 +190,7 @@ pub(super) async fn serve<I, S, B>(
         counted.closed();
     }
 }
+
+/// The longest a client still silent when the server moves clients off is
+/// waited for, whatever the linger.
+const LINGER_CAP: Duration = Duration::from_secs(1);

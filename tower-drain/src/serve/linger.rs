@@ -10,6 +10,7 @@
 //! it was sent and then an orderly end of stream, which HTTP clients treat
 //! as a closed keep-alive connection and retry idempotent requests on.
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -25,29 +26,66 @@ use tokio::time::Sleep;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Protocol {
     Http1,
-    /// The client opened with the HTTP/2 preface.
+    /// The client opened with the whole HTTP/2 preface.
     Http2,
 }
 
-impl Protocol {
-    fn of(first_bytes: &[u8]) -> Self {
-        const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-        let n = first_bytes.len().min(PREFACE.len());
-        if first_bytes[..n] == PREFACE[..n] {
-            Protocol::Http2
-        } else {
-            Protocol::Http1
+/// What an HTTP/2 client sends first (RFC 9113, section 3.4).
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Tells the protocol from the bytes a client sends first, as they come:
+/// HTTP/1 at the first byte off the preface, HTTP/2 once the whole preface
+/// is in (which is also when hyper-util decides).
+#[derive(Debug, Default)]
+struct Detect {
+    /// Preface bytes matched so far.
+    matched: usize,
+}
+
+impl Detect {
+    fn feed(&mut self, bytes: &[u8]) -> Option<Protocol> {
+        for &byte in bytes {
+            if byte != PREFACE[self.matched] {
+                return Some(Protocol::Http1);
+            }
+            self.matched += 1;
+            if self.matched == PREFACE.len() {
+                return Some(Protocol::Http2);
+            }
         }
+        None
     }
 }
 
+std::thread_local! {
+    /// Set while the connection's task polls hyper's connection: a shutdown
+    /// issued then is hyper's, and lingers. After an upgrade the socket
+    /// belongs to the application, whose shutdowns (a tunnel's half close,
+    /// say) must not discard what the client still sends.
+    static HYPER_POLLING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `poll` (a poll of hyper's connection) with its shutdowns lingering.
+pub(super) fn hyper_polling<T>(poll: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            HYPER_POLLING.with(|polling| polling.set(self.0));
+        }
+    }
+    let _reset = Reset(HYPER_POLLING.with(|polling| polling.replace(true)));
+    poll()
+}
+
 /// An accepted socket: passes everything through, tells the connection its
-/// protocol when the client first sends something, and lingers on shutdown.
+/// protocol as soon as the client's first bytes say it, and lingers when
+/// hyper shuts it down.
 pub(super) struct Linger<I> {
     io: I,
-    /// Fired at the first bytes read: from then on the connection has a
-    /// protocol, and a graceful close reaches the client as such.
-    first_read: Option<oneshot::Sender<Protocol>>,
+    /// Fired once the protocol is known: from then on a graceful close
+    /// reaches the client as such (before, hyper-util cancels the
+    /// connection instead).
+    decided: Option<(oneshot::Sender<Protocol>, Detect)>,
     linger: Duration,
     closing: Closing,
 }
@@ -62,14 +100,14 @@ enum Closing {
 
 impl<I> Linger<I> {
     pub(super) fn new(io: I, linger: Duration) -> (Self, oneshot::Receiver<Protocol>) {
-        let (first_read, read) = oneshot::channel();
+        let (decided, protocol) = oneshot::channel();
         let io = Self {
             io,
-            first_read: Some(first_read),
+            decided: Some((decided, Detect::default())),
             linger,
             closing: Closing::Open,
         };
-        (io, read)
+        (io, protocol)
     }
 }
 
@@ -81,9 +119,11 @@ impl<I: AsyncRead + Unpin> AsyncRead for Linger<I> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         ready!(Pin::new(&mut self.io).poll_read(cx, buf))?;
-        if buf.filled().len() > before {
-            if let Some(first_read) = self.first_read.take() {
-                let _ = first_read.send(Protocol::of(&buf.filled()[before..]));
+        if let Some((_, detect)) = &mut self.decided {
+            if let Some(protocol) = detect.feed(&buf.filled()[before..]) {
+                if let Some((decided, _)) = self.decided.take() {
+                    let _ = decided.send(protocol);
+                }
             }
         }
         Poll::Ready(Ok(()))
@@ -119,10 +159,14 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Linger<I> {
         Pin::new(&mut self.io).poll_flush(cx)
     }
 
-    /// Sends FIN, then reads and discards until the client's own FIN, an
-    /// error, or the end of the linger; only then may the socket be dropped.
+    /// Sends FIN, then, when hyper closes the connection, reads and
+    /// discards until the client's own FIN, an error, or the end of the
+    /// linger; only then may the socket be dropped.
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if matches!(this.closing, Closing::Open) && !HYPER_POLLING.with(Cell::get) {
+            return Pin::new(&mut this.io).poll_shutdown(cx);
+        }
         loop {
             match &mut this.closing {
                 Closing::Open => {
@@ -178,14 +222,24 @@ mod tests {
     use super::{Linger, Protocol};
 
     #[test]
-    fn the_protocol_is_told_by_the_first_bytes() {
+    fn the_protocol_is_told_by_the_first_bytes_as_they_come() {
+        let told = |chunks: &[&[u8]]| {
+            let mut detect = super::Detect::default();
+            chunks.iter().find_map(|chunk| detect.feed(chunk))
+        };
         assert_eq!(
-            Protocol::of(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0"),
-            Protocol::Http2
+            told(&[b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0"]),
+            Some(Protocol::Http2)
         );
-        assert_eq!(Protocol::of(b"PRI *"), Protocol::Http2);
-        assert_eq!(Protocol::of(b"GET / HTTP/1.1\r\n"), Protocol::Http1);
-        assert_eq!(Protocol::of(b"POST"), Protocol::Http1);
+        assert_eq!(
+            told(&[b"PRI * HTTP/2.0", b"\r\n\r\nSM\r\n", b"\r\n"]),
+            Some(Protocol::Http2)
+        );
+        // A partial preface says nothing yet; neither does a lone "P".
+        assert_eq!(told(&[b"PRI * HTTP/2.0\r\n"]), None);
+        assert_eq!(told(&[b"P"]), None);
+        assert_eq!(told(&[b"P", b"OST / HTTP/1.1"]), Some(Protocol::Http1));
+        assert_eq!(told(&[b"GET / HTTP/1.1\r\n"]), Some(Protocol::Http1));
     }
 
     /// A request on the wire, unread, as the server answers and closes: the
@@ -197,16 +251,16 @@ mod tests {
             .await
             .unwrap();
         let (socket, _) = listener.accept().await.unwrap();
-        let (mut server, first_read) = Linger::new(socket, Duration::from_secs(5));
+        let (mut server, decided) = Linger::new(socket, Duration::from_secs(5));
 
         client.write_all(b"first").await.unwrap();
         let mut buf = [0; 5];
         server.read_exact(&mut buf).await.unwrap();
-        assert_eq!(first_read.await.unwrap(), Protocol::Http1);
+        assert_eq!(decided.await.unwrap(), Protocol::Http1);
         client.write_all(b"second request").await.unwrap();
         server.write_all(b"answer").await.unwrap();
         let closed = tokio::spawn(async move {
-            server.shutdown().await.unwrap();
+            hyper_shuts_down(&mut server).await.unwrap();
             drop(server);
         });
 
@@ -228,9 +282,42 @@ mod tests {
             .unwrap();
         let (socket, _) = listener.accept().await.unwrap();
         let (mut server, _) = Linger::new(socket, Duration::from_millis(100));
-        tokio::time::timeout(Duration::from_secs(5), server.shutdown())
+        tokio::time::timeout(Duration::from_secs(5), hyper_shuts_down(&mut server))
             .await
             .expect("the linger is bounded")
             .unwrap();
+    }
+
+    /// After an upgrade the socket is the application's: its half close
+    /// (a tunnel forwarding the end of its upstream) must not discard what
+    /// the client sends after it.
+    #[tokio::test]
+    async fn an_applications_half_close_does_not_discard_what_the_client_sends() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (socket, _) = listener.accept().await.unwrap();
+        let (mut server, _) = Linger::new(socket, Duration::from_secs(5));
+        server.write_all(b"done").await.unwrap();
+        server.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"done");
+        client.write_all(b"after the half close").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"after the half close");
+    }
+
+    /// A shutdown as hyper's connection issues it.
+    async fn hyper_shuts_down(server: &mut Linger<TcpStream>) -> std::io::Result<()> {
+        std::future::poll_fn(|cx| {
+            super::hyper_polling(|| {
+                tokio::io::AsyncWrite::poll_shutdown(std::pin::Pin::new(&mut *server), cx)
+            })
+        })
+        .await
     }
 }

@@ -21,6 +21,20 @@ pub trait Listener: Send + 'static {
     /// errors and goes on (see [`serve`](super::serve)): a listener should
     /// not fail for good.
     fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Io, Self::Addr)>> + Send;
+
+    /// Closes the listener, and returns (up to `max` of) the connections the
+    /// kernel has completed that `accept` has not returned yet, so that the
+    /// server can answer them instead of their being reset with their
+    /// request unread. tokio's listeners ask the kernel directly here, not
+    /// their readiness cache, which can lag behind it. The default takes
+    /// none.
+    fn into_backlog(self, max: usize) -> Vec<Self::Io>
+    where
+        Self: Sized,
+    {
+        let _ = max;
+        Vec::new()
+    }
 }
 
 /// With `TCP_NODELAY` on each connection: a response's last bytes go out at
@@ -31,10 +45,29 @@ impl Listener for tokio::net::TcpListener {
 
     async fn accept(&mut self) -> io::Result<(Self::Io, Self::Addr)> {
         let (stream, addr) = tokio::net::TcpListener::accept(self).await?;
-        if let Err(_error) = stream.set_nodelay(true) {
-            crate::event!(debug, error = %_error, "could not set TCP_NODELAY");
-        }
+        no_delay(&stream);
         Ok((stream, addr))
+    }
+
+    fn into_backlog(self, max: usize) -> Vec<Self::Io> {
+        let Ok(listener) = self.into_std() else {
+            return Vec::new();
+        };
+        std::iter::from_fn(|| listener.accept().ok())
+            .take(max)
+            .filter_map(|(stream, _)| {
+                stream.set_nonblocking(true).ok()?;
+                let stream = tokio::net::TcpStream::from_std(stream).ok()?;
+                no_delay(&stream);
+                Some(stream)
+            })
+            .collect()
+    }
+}
+
+fn no_delay(stream: &tokio::net::TcpStream) {
+    if let Err(_error) = stream.set_nodelay(true) {
+        crate::event!(debug, error = %_error, "could not set TCP_NODELAY");
     }
 }
 
@@ -45,6 +78,19 @@ impl Listener for tokio::net::UnixListener {
 
     async fn accept(&mut self) -> io::Result<(Self::Io, Self::Addr)> {
         tokio::net::UnixListener::accept(self).await
+    }
+
+    fn into_backlog(self, max: usize) -> Vec<Self::Io> {
+        let Ok(listener) = self.into_std() else {
+            return Vec::new();
+        };
+        std::iter::from_fn(|| listener.accept().ok())
+            .take(max)
+            .filter_map(|(stream, _)| {
+                stream.set_nonblocking(true).ok()?;
+                tokio::net::UnixStream::from_std(stream).ok()
+            })
+            .collect()
     }
 }
 

@@ -41,7 +41,8 @@
 //!   error never ends the loop (it is logged, and for errors other than a
 //!   connection gone before it was accepted the loop waits, from 5 ms
 //!   doubling to 1 s, so that running out of file descriptors does not spin);
-//!   HTTP/1 headers must arrive within [`header_read_timeout`](Serve::header_read_timeout)
+//!   a new connection must say which protocol it speaks, and HTTP/1 headers
+//!   must arrive, within [`header_read_timeout`](Serve::header_read_timeout)
 //!   (30 s by default), which also closes a keep-alive connection idle for
 //!   that long (hyper starts the timer when it waits for a request); HTTP/2
 //!   keeps hyper's defaults (no keep-alive pings).
@@ -56,28 +57,33 @@
 //!   by default, so at the trip): idle HTTP/1 connections are closed, busy
 //!   ones after their current response. With a window, an HTTP/1 client
 //!   idle at the trip is moved off by the `Connection: close` of its next
-//!   answer instead of a socket closed under it.
+//!   answer instead of a socket closed under it. A connection whose client
+//!   has not yet said which protocol it speaks (a browser's preconnect) gets
+//!   the linger to speak, then is closed.
 //! - **When the drain is over** (drained, or cut and unwound: the end of
 //!   [`Drain::shutdown`](crate::Drain::shutdown) or of the
 //!   [`Shutdown`](crate::shutdown::Shutdown)'s drain phase) and the window
-//!   has passed: the listener closes. If the drain was cut at the deadline,
-//!   every connection still open is dropped at once; otherwise those still
-//!   open (exempt requests, closes in progress) get the
-//!   [`close_timeout`](Serve::close_timeout) (1 s) and are dropped then. So
-//!   the server ends at most a second after the deadline (plus its unwind),
-//!   whatever its clients do.
+//!   has passed: the listener closes, and the connections the kernel has
+//!   completed are taken first. If the drain was cut at the deadline, every
+//!   connection still open is dropped at once (and the window ends);
+//!   otherwise those still open (exempt requests, closes in progress) get
+//!   the [`close_timeout`](Serve::close_timeout) (1 s) and are dropped then.
+//!   So the server ends within a second and a half of the deadline's unwind,
+//!   whatever its clients do (or when a longer window ends).
 //! - **Closing without resets**: the server sends FIN, then reads and
 //!   discards what the client still sends until the client closes too, for
 //!   at most the [`linger`](Serve::linger) (500 ms), as Go's `net/http`
 //!   does. A socket closed with unread bytes would send RST, which can
 //!   destroy a response the client has not read yet; with the linger the
 //!   client reads every byte, then an orderly close, on which HTTP clients
-//!   retry an idempotent request.
+//!   retry an idempotent request. (An upgraded connection's socket is the
+//!   application's: its shutdowns do not linger.)
 //!
 //! The drain's [report](crate::DrainReport::connections) counts the
 //! connections: open at the trip, closed gracefully, closed hard.
-//! [`Shutdown::run`](crate::shutdown::Shutdown::run) waits for every
-//! server serving its drain to end before its cleanup hooks run.
+//! [`Shutdown::run`](crate::shutdown::Shutdown::run) waits, before its
+//! cleanup hooks run, for every server of its drain to end: from the call to
+//! [`serve`] until the server has closed (or the [`Serve`] is dropped).
 //!
 //! Requests reach the service as `Request<hyper::body::Incoming>`: an axum
 //! `Router`, a tonic `Routes` (`Server::builder()...into_service()`, or
@@ -120,6 +126,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// At most this many connections are taken from the backlog as the
 /// listener closes.
 const MAX_BACKLOG: usize = 1024;
+/// After a cut, how long the server waits for the tasks of the connections
+/// it dropped to let go of their requests.
+const SETTLE: Duration = Duration::from_millis(250);
+/// A header read timeout longer than this is none (hyper would overflow
+/// adding it to the clock).
+const NO_TIMEOUT_BEYOND: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// Serves `service` on the connections `listener` accepts, following
 /// `drain`'s phases (see the [module docs](self)).
@@ -141,7 +153,7 @@ where
     Serve {
         listener,
         service,
-        handle: drain.handle().clone(),
+        running: Running::new(drain.handle().clone()),
         min_drain: Duration::ZERO,
         close_timeout: Duration::from_secs(1),
         linger: Duration::from_millis(500),
@@ -154,7 +166,9 @@ where
 pub struct Serve<L, S> {
     listener: L,
     service: S,
-    handle: Handle,
+    /// Counts the server in its drain from `serve()` on, so that a shutdown
+    /// that starts before the spawned server first runs still waits for it.
+    running: Running,
     min_drain: Duration,
     close_timeout: Duration,
     linger: Duration,
@@ -173,6 +187,9 @@ impl<L, S> Serve<L, S> {
     /// (or `UNAVAILABLE`), which tells the client what happened and when to
     /// come back. Behind a load balancer that has stopped routing here
     /// during the lame duck, no window is needed.
+    ///
+    /// A drain cut at its deadline ends the window; one that is over before
+    /// the window keeps the server up until the window ends.
     pub fn min_drain(mut self, window: Duration) -> Self {
         self.min_drain = window;
         self
@@ -199,12 +216,13 @@ impl<L, S> Serve<L, S> {
     }
 
     /// How long an HTTP/1 client gets to send a request's headers (default
-    /// 30 s; `None`: no limit). hyper starts the timer when it waits for a
-    /// request, so it also closes a keep-alive connection idle for that
-    /// long, and a client that sends its headers a byte at a time cannot
-    /// hold a connection forever.
+    /// 30 s; `None`, or more than a year: no limit). It also bounds how long
+    /// a new connection may stay silent or send only part of the HTTP/2
+    /// preface, and hyper starts it again whenever it waits for the next
+    /// request, so it closes a keep-alive connection idle for that long too:
+    /// a client that sends a byte at a time cannot hold a connection forever.
     pub fn header_read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
-        self.header_read_timeout = timeout.into();
+        self.header_read_timeout = timeout.into().filter(|t| *t <= NO_TIMEOUT_BEYOND);
         self
     }
 }
@@ -241,14 +259,14 @@ impl<L, S> Serve<L, S> {
         let Self {
             mut listener,
             service,
-            handle,
+            running,
             min_drain,
             close_timeout,
             linger,
             header_read_timeout,
         } = self;
+        let handle = &running.handle;
         let block = handle.block();
-        let _running = Running::new(handle.clone());
 
         let mut builder = Builder::new(TokioExecutor::new());
         builder
@@ -270,7 +288,10 @@ impl<L, S> Serve<L, S> {
                     io,
                     service.clone(),
                     phase_seen.clone(),
-                    linger,
+                    connection::Settings {
+                        linger,
+                        header_read_timeout,
+                    },
                     Counted::new(handle.clone()),
                 ));
             }
@@ -296,7 +317,12 @@ impl<L, S> Serve<L, S> {
                             return Poll::Ready(Step::WindowOver);
                         }
                     }
-                    if *phase.borrow() == Phase::MovingOff && over.as_mut().poll(cx).is_ready() {
+                    // Over: once the window has passed too, or at once if the
+                    // drain was cut at its deadline.
+                    if *phase.borrow() >= Phase::Tripped
+                        && over.as_mut().poll(cx).is_ready()
+                        && (*phase.borrow() == Phase::MovingOff || block.is_forced())
+                    {
                         return Poll::Ready(Step::Over);
                     }
                     if let Some(sleep) = pause.as_mut().as_pin_mut() {
@@ -342,18 +368,9 @@ impl<L, S> Serve<L, S> {
         // Connections the kernel has completed but the loop has not taken
         // yet would be reset when the listener closes, their request unread:
         // take them first (they are closed gracefully with the rest).
-        let mut backlog = 0;
-        while backlog < MAX_BACKLOG {
-            let mut accept = pin!(listener.accept());
-            match poll_fn(|cx| Poll::Ready(accept.as_mut().poll(cx))).await {
-                Poll::Ready(Ok((io, _peer))) => {
-                    backlog += 1;
-                    spawn(&mut connections, io);
-                }
-                Poll::Ready(Err(_)) | Poll::Pending => break,
-            }
+        for io in listener.into_backlog(MAX_BACKLOG) {
+            spawn(&mut connections, io);
         }
-        drop(listener);
         if block.is_forced() {
             crate::event!(
                 info,
@@ -375,6 +392,12 @@ impl<L, S> Serve<L, S> {
             }
         }
         while connections.join_next().await.is_some() {}
+        // HTTP/2 streams run in tasks of their own, which drop what they
+        // hold (a cut request's body) just after their connection: let them,
+        // so that the report made after the server counts those requests.
+        if block.is_forced() && block.in_flight() > 0 {
+            let _ = tokio::time::timeout(SETTLE, Wait::new(block, Event::Drained)).await;
+        }
         crate::event!(info, "server closed");
     }
 }
@@ -408,7 +431,7 @@ impl Drop for Running {
 impl<L, S> fmt::Debug for Serve<L, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Serve")
-            .field("drain", &self.handle)
+            .field("drain", &self.running.handle)
             .field("min_drain", &self.min_drain)
             .field("close_timeout", &self.close_timeout)
             .field("linger", &self.linger)
