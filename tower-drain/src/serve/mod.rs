@@ -68,8 +68,10 @@
 //!   connection still open is dropped at once (and the window ends);
 //!   otherwise those still open (exempt requests, closes in progress) get
 //!   the [`close_timeout`](Serve::close_timeout) (1 s) and are dropped then.
-//!   So the server ends within a second and a half of the deadline's unwind,
-//!   whatever its clients do (or when a longer window ends).
+//!   So the server ends at most its close timeout after the drain is over
+//!   (a quarter of a second after a cut, for the streams of dropped HTTP/2
+//!   connections to let go), whatever its clients do; or when a longer
+//!   window ends.
 //! - **Closing without resets**: the server sends FIN, then reads and
 //!   discards what the client still sends until the client closes too, for
 //!   at most the [`linger`](Serve::linger) (500 ms), as Go's `net/http`
