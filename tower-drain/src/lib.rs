@@ -96,6 +96,7 @@ mod state;
 mod sync;
 #[cfg(all(test, not(loom)))]
 mod test_support;
+pub mod work;
 
 pub use self::drain::{ConnectionReport, Drain, DrainReport, DrainSignal};
 pub use self::error::Cut;

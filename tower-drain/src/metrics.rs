@@ -6,7 +6,7 @@
 //! |---|---|---|---|
 //! | [`IN_FLIGHT`] | gauge | | at the trip, at every progress line while waiting, at the end |
 //! | [`REFUSED`] | counter | `protocol` = `http` \| `grpc` | each refused request |
-//! | [`CUT`] | counter | `protocol` = `http` \| `grpc` | each request cut at the deadline |
+//! | [`CUT`] | counter | `protocol` = `http` \| `grpc` \| `work` | each request (or counted [work](crate::work)) cut at the deadline |
 //! | [`DRAIN_DURATION`] | histogram (seconds) | | once, when a drain ends |
 //!
 //! The in-flight gauge is not updated per request: that would put a call
@@ -27,12 +27,32 @@ pub const CUT: &str = "tower_drain_cut_total";
 /// Histogram: how long a drain took, from the trip to its report, in seconds.
 pub const DRAIN_DURATION: &str = "tower_drain_drain_duration_seconds";
 
+/// What was counted, for the `protocol` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Counted {
+    Http,
+    Grpc,
+    /// Counted work ([`Work`](crate::work::Work)).
+    Work,
+}
+
+impl Counted {
+    #[cfg(feature = "metrics")]
+    fn label(self) -> &'static str {
+        match self {
+            Counted::Http => "http",
+            Counted::Grpc => "grpc",
+            Counted::Work => "work",
+        }
+    }
+}
+
 #[cfg(feature = "metrics")]
 fn protocol(grpc: bool) -> &'static str {
     if grpc {
-        "grpc"
+        Counted::Grpc.label()
     } else {
-        "http"
+        Counted::Http.label()
     }
 }
 
@@ -45,11 +65,11 @@ pub(crate) fn refused(grpc: bool) {
 }
 
 #[inline]
-pub(crate) fn cut(grpc: bool) {
+pub(crate) fn cut(counted: Counted) {
     #[cfg(feature = "metrics")]
-    ::metrics::counter!(CUT, "protocol" => protocol(grpc)).increment(1);
+    ::metrics::counter!(CUT, "protocol" => counted.label()).increment(1);
     #[cfg(not(feature = "metrics"))]
-    let _ = grpc;
+    let _ = counted;
 }
 
 pub(crate) fn in_flight(count: usize) {

@@ -19,6 +19,7 @@ pub struct DrainReport {
     refused: usize,
     cut: usize,
     unfinished: usize,
+    cut_work: Vec<String>,
     connections: ConnectionReport,
     end: End,
 }
@@ -107,6 +108,7 @@ impl DrainReport {
             refused: block.refused(),
             cut,
             unfinished,
+            cut_work: block.cut_work(),
             connections: ConnectionReport {
                 open_at_trip,
                 closed_gracefully,
@@ -158,6 +160,13 @@ impl DrainReport {
     /// answered with the deadline's rejection, or a body ended with an error.
     pub fn cut(&self) -> usize {
         self.cut
+    }
+
+    /// The names of the counted [work](crate::work) spawned with
+    /// [`spawn_named`](crate::DrainSignal::spawn_named) that the deadline
+    /// aborted (each also counted in [`cut`](Self::cut)).
+    pub fn cut_work(&self) -> &[String] {
+        &self.cut_work
     }
 
     /// Requests still in flight when the report was made: cut, but not yet
@@ -252,6 +261,9 @@ impl fmt::Display for DrainReport {
         )?;
         if self.unfinished > 0 {
             write!(f, ", {} unfinished", self.unfinished)?;
+        }
+        if !self.cut_work.is_empty() {
+            write!(f, " (work cut: {})", self.cut_work.join(", "))?;
         }
         if !self.connections.is_empty() {
             write!(f, "; connections: {}", self.connections)?;

@@ -1,5 +1,12 @@
+use std::borrow::Cow;
+use std::future::Future;
+
+use tokio::task::JoinHandle;
+
 use super::{NotReady, Tripped};
 use crate::state::Handle;
+use crate::work::{self, Refused, Work};
+use crate::Cut;
 
 /// A read-only view of a [`Drain`](crate::Drain): has it tripped, and a future
 /// for when it does.
@@ -73,5 +80,57 @@ impl DrainSignal {
     /// listener while late requests should still get a clean rejection.)
     pub fn tripped(&self) -> Tripped {
         Tripped::new(self.handle.clone())
+    }
+
+    /// Counted [work](crate::work): a guard that counts in the drain until
+    /// it is dropped, and tells of the deadline.
+    ///
+    /// # Errors
+    ///
+    /// [`Refused`] once the drain has tripped: nothing new starts.
+    pub fn work(&self) -> Result<Work, Refused> {
+        Work::admit(&self.handle)
+    }
+
+    /// Runs `future` as a tokio task, counted in the drain until it ends;
+    /// at the drain deadline it is aborted, counted cut, and its task
+    /// returns `Err(Cut)`. See [`work`](crate::work).
+    ///
+    /// # Errors
+    ///
+    /// [`Refused`] once the drain has tripped: nothing new starts.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, as `tokio::spawn` does.
+    pub fn spawn<F>(&self, future: F) -> Result<JoinHandle<Result<F::Output, Cut>>, Refused>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        Ok(work::spawn(self.work()?, None, future))
+    }
+
+    /// [`spawn`](Self::spawn), with a name that the
+    /// [report](crate::DrainReport::cut_work) and the log give if the
+    /// deadline aborts it.
+    ///
+    /// # Errors
+    ///
+    /// [`Refused`] once the drain has tripped: nothing new starts.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, as `tokio::spawn` does.
+    pub fn spawn_named<F>(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        future: F,
+    ) -> Result<JoinHandle<Result<F::Output, Cut>>, Refused>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        Ok(work::spawn(self.work()?, Some(name.into()), future))
     }
 }

@@ -35,6 +35,8 @@ pub(crate) struct Block {
     over: AtomicBool,
     /// The connections of the servers serving this drain.
     connections: Connections,
+    /// The names of the counted work cut at the deadline (rare: a lock).
+    cut_work: std::sync::Mutex<Vec<String>>,
     /// Live [`Handle`](super::Handle)s; when it reaches zero the block goes
     /// back to the pool.
     handles: AtomicUsize,
@@ -67,6 +69,7 @@ impl Block {
             on_release: Notify::new(),
             over: AtomicBool::new(false),
             connections: Connections::new(),
+            cut_work: std::sync::Mutex::new(Vec::new()),
             handles: AtomicUsize::new(1),
         }
     }
@@ -138,6 +141,23 @@ impl Block {
 
     pub(crate) fn is_over(&self) -> bool {
         self.over.load(Ordering::Acquire)
+    }
+
+    /// Notes the name of counted work cut at the deadline.
+    pub(crate) fn record_cut_work(&self, name: std::borrow::Cow<'static, str>) {
+        self.cut_work_names().push(name.into_owned());
+    }
+
+    /// The names of the counted work cut so far.
+    pub(crate) fn cut_work(&self) -> Vec<String> {
+        self.cut_work_names().clone()
+    }
+
+    fn cut_work_names(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        // A panic while it was held (pushing a name) leaves a list: use it.
+        self.cut_work
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Connection counts of the servers serving this drain.
@@ -250,6 +270,7 @@ impl Block {
         self.at_trip.store(0, Ordering::Relaxed);
         self.over.store(false, Ordering::Relaxed);
         self.connections.reset();
+        self.cut_work_names().clear();
         self.handles.store(1, Ordering::Relaxed);
         self.generation.store(next, Ordering::Release);
         true

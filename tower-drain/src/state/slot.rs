@@ -287,8 +287,8 @@ pub(crate) struct Guard {
     slot: &'static Slot,
     /// Its key in the slot's `waiting` slab, once it has had to wait.
     waiting: Option<NonZeroU32>,
-    /// The request is gRPC (for the metrics' protocol label).
-    grpc: bool,
+    /// What it counts (for the metrics' protocol label).
+    counted: crate::metrics::Counted,
 }
 
 impl Guard {
@@ -296,14 +296,21 @@ impl Guard {
         Self {
             slot,
             waiting: None,
-            grpc: false,
+            counted: crate::metrics::Counted::Http,
         }
+    }
+
+    /// Labels this count as counted work in the metrics.
+    pub(crate) fn set_work(&mut self) {
+        self.counted = crate::metrics::Counted::Work;
     }
 
     /// Labels this request gRPC in the metrics.
     #[inline]
     pub(crate) fn set_grpc(&mut self, grpc: bool) {
-        self.grpc = grpc;
+        if grpc {
+            self.counted = crate::metrics::Counted::Grpc;
+        }
     }
 
     /// The drain has tripped since this request was admitted.
@@ -315,6 +322,11 @@ impl Guard {
     #[inline]
     fn is_forced(&self) -> bool {
         self.slot.word.load(Ordering::Acquire) & FORCED != 0
+    }
+
+    /// The drain deadline has passed: what is still in flight is being cut.
+    pub(crate) fn is_past_deadline(&self) -> bool {
+        self.is_forced()
     }
 
     /// The unwind after the deadline is over: the request is cut now,
@@ -355,7 +367,7 @@ impl Guard {
     /// the block: a request counts as cut or unfinished, never both.
     pub(crate) fn record_cut(&self) {
         self.slot.cut.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::cut(self.grpc);
+        crate::metrics::cut(self.counted);
     }
 }
 
