@@ -619,3 +619,172 @@ async fn settings_of_zero_and_duration_max_serve_and_end() {
         within("the server ends", server).await.unwrap();
     }
 }
+
+/// A client still silent at the trip is closed through the linger: a
+/// request it sends just after the server's FIN meets an orderly end, not a
+/// reset.
+#[tokio::test]
+async fn a_silent_connection_is_closed_with_fin_and_a_linger() {
+    let drain = Drain::new();
+    let (addr, server) = serve_with(&drain, app(Gate::new()), |serve| {
+        serve.linger(Duration::from_millis(500))
+    })
+    .await;
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let shutdown = tokio::spawn({
+        let drain = drain.clone();
+        async move { drain.shutdown(Duration::from_secs(5)).await }
+    });
+    // The server closes it after the linger (500 ms); the request comes
+    // after that, unread by design.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let _ = socket
+        .write_all(b"GET /hello HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await;
+    let end = read_to_close(&mut socket).await;
+    assert!(end.is_ok(), "a reset: {end:?}");
+    within("shutdown", shutdown).await.unwrap();
+    within("the server ends", server).await.unwrap();
+}
+
+/// `Shutdown::run` waits for a server whose close timeout is longer than
+/// its own default bound.
+#[tokio::test]
+async fn shutdown_waits_for_a_server_with_a_long_close_timeout() {
+    let drain = Drain::new();
+    let (listener, addr) = listen().await;
+    let app = app(Gate::new()).layer(drain.layer().exempt(|req| req.uri().path() == "/forever"));
+    let server = tokio::spawn(
+        tower_drain::serve(listener, app, &drain)
+            .close_timeout(Duration::from_secs(3))
+            .into_future(),
+    );
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    socket
+        .write_all(b"GET /forever HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0; 1024];
+    within("the headers", socket.read(&mut buf)).await.unwrap();
+    let shutdown = Shutdown::with_trigger(&drain, async {}).deadline(Duration::from_millis(100));
+    let report = within("shutdown", shutdown.run()).await;
+    assert!(server.is_finished(), "{report}");
+    assert_eq!(report.drain().connections().closed_hard(), 1, "{report}");
+}
+
+/// Connections closing by themselves as the drain trips are each counted
+/// on one side of it: every one open at the trip is counted closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_closing_at_the_trip_are_counted_once() {
+    let drain = Drain::new();
+    let (addr, server) = serve(&drain, app(Gate::new())).await;
+    let mut sockets = Vec::new();
+    for _ in 0..64 {
+        let mut socket = TcpStream::connect(addr).await.unwrap();
+        socket
+            .write_all(b"GET /hello HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0; 1024];
+        within("the answer", socket.read(&mut buf)).await.unwrap();
+        sockets.push(socket);
+    }
+    // They close (the server reads their end) while the drain trips.
+    drop(sockets);
+    let shutdown = Shutdown::with_trigger(&drain, async {});
+    let report = within("shutdown", shutdown.run()).await;
+    within("the server ends", server).await.unwrap();
+    let connections = report.drain().connections();
+    assert_eq!(
+        connections.closed_gracefully() + connections.closed_hard(),
+        connections.open_at_trip(),
+        "{report}"
+    );
+    assert_eq!(connections.open(), 0, "{report}");
+}
+
+/// An upgraded socket is the application's even when the code that shuts
+/// it down runs inside another connection's poll (hyper polls HTTP/1
+/// handlers inline): its half close does not linger.
+#[tokio::test]
+async fn an_upgraded_socket_closed_from_another_connections_handler_does_not_linger() {
+    type Parked = Arc<tokio::sync::Mutex<Option<TokioIo<hyper::upgrade::Upgraded>>>>;
+    let parked: Parked = Arc::default();
+    let probe = parked.clone();
+    let router = Router::new()
+        .route(
+            "/tunnel",
+            get({
+                let parked = parked.clone();
+                move |mut req: http::Request<Body>| {
+                    let parked = parked.clone();
+                    async move {
+                        let on_upgrade = hyper::upgrade::on(&mut req);
+                        tokio::spawn(async move {
+                            let io = on_upgrade.await.unwrap();
+                            *parked.lock().await = Some(TokioIo::new(io));
+                        });
+                        http::Response::builder()
+                            .status(StatusCode::SWITCHING_PROTOCOLS)
+                            .header("connection", "upgrade")
+                            .header("upgrade", "tunnel")
+                            .body(Body::empty())
+                            .unwrap()
+                    }
+                }
+            }),
+        )
+        .route(
+            "/close-tunnel",
+            get(move || {
+                let parked = parked.clone();
+                async move {
+                    let mut io = parked.lock().await.take().unwrap();
+                    io.write_all(b"bye").await.unwrap();
+                    io.shutdown().await.unwrap();
+                    let mut got = Vec::new();
+                    let _ = within("the client's bytes", io.read_to_end(&mut got)).await;
+                    String::from_utf8_lossy(&got).into_owned()
+                }
+            }),
+        );
+    let drain = Drain::new();
+    let (addr, server) = serve(&drain, router).await;
+    let mut tunnel = TcpStream::connect(addr).await.unwrap();
+    tunnel
+        .write_all(
+            b"GET /tunnel HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: tunnel\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut buf = [0; 1024];
+    let n = within("the 101", tunnel.read(&mut buf)).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 101"));
+    within("the tunnel parked", async {
+        while probe.lock().await.is_none() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let closer = tokio::spawn(async move {
+        let mut socket = TcpStream::connect(addr).await.unwrap();
+        socket
+            .write_all(b"GET /close-tunnel HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        socket.read_to_end(&mut answer).await.unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    });
+    let mut seen = Vec::new();
+    within("the half close", tunnel.read_to_end(&mut seen))
+        .await
+        .unwrap();
+    tunnel.write_all(b"after the half close").await.unwrap();
+    tunnel.shutdown().await.unwrap();
+    let answer = within("the closer's answer", closer).await.unwrap();
+    assert!(answer.ends_with("after the half close"), "{answer}");
+    within("shutdown", drain.shutdown(Duration::from_secs(1))).await;
+    within("the server ends", server).await.unwrap();
+}

@@ -99,7 +99,7 @@ impl DrainReport {
         let cut = block.cut();
         let ended_early = block.ended_early();
         let in_flight_at_trip = block.in_flight_at_trip();
-        let [open_at_trip, closed_gracefully, closed_hard, open] = block.connections().counts();
+        let [open_at_trip, closed_gracefully, closed_hard, open] = block.connections().report();
         Self {
             elapsed,
             in_flight_at_trip,

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::linger::{hyper_polling, Linger, Protocol};
-use crate::state::{Closed, Handle};
+use crate::state::Handle;
 use crate::BoxError;
 
 /// Where the server is, as its connections see it.
@@ -65,13 +65,7 @@ impl Counted {
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        let block = self.handle.block();
-        let how = match (block.is_tripped(), self.gracefully) {
-            (false, _) => Closed::BeforeTrip,
-            (true, true) => Closed::Gracefully,
-            (true, false) => Closed::Hard,
-        };
-        block.connections().closed(how);
+        self.handle.block().connections().closed(self.gracefully);
     }
 }
 
@@ -110,8 +104,10 @@ pub(super) async fn serve<I, S, B>(
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let (io, decided) = Linger::new(io, settings.linger);
-    let mut decided = pin!(decided);
+    let (io, control) = Linger::new(io, settings.linger);
+    let id = control.id;
+    let mut close_silent = control.close_silent;
+    let mut decided = pin!(control.decided);
     let mut protocol = None;
     // Until the client says which protocol it speaks, hyper-util has no
     // timer of its own: a client that sends nothing (or part of the HTTP/2
@@ -126,7 +122,8 @@ pub(super) async fn serve<I, S, B>(
         // protocol it speaks: before that, hyper-util would cancel it and
         // drop the socket with whatever has just arrived unread, which
         // resets the connection. One still silent when the server moves
-        // clients off gets the linger to speak, then is closed.
+        // clients off gets the linger to speak, then is closed through the
+        // socket (FIN, and the linger reads what arrives after all).
         let now = *phase.borrow_and_update();
         let close = match now {
             Phase::Serving => false,
@@ -137,7 +134,7 @@ pub(super) async fn serve<I, S, B>(
             shut = true;
             connection.as_mut().graceful_shutdown();
         }
-        if protocol.is_none() && now >= Phase::MovingOff {
+        if protocol.is_none() && now >= Phase::MovingOff && close_silent.is_some() {
             let soon = Instant::now() + settings.linger.min(LINGER_CAP);
             match undecided.as_mut().as_pin_mut() {
                 Some(timer) if timer.deadline() <= soon => {}
@@ -149,7 +146,7 @@ pub(super) async fn serve<I, S, B>(
         // these is seen by the next.
         let mut changed = pin!(phase.changed());
         let step = poll_fn(|cx| {
-            if let Poll::Ready(result) = hyper_polling(|| connection.as_mut().poll(cx)) {
+            if let Poll::Ready(result) = hyper_polling(id, || connection.as_mut().poll(cx)) {
                 return Poll::Ready(Step::Ended(result));
             }
             if protocol.is_none() {
@@ -178,9 +175,14 @@ pub(super) async fn serve<I, S, B>(
                 break true;
             }
             Step::Decided(decided) => protocol = Some(decided),
-            // Nothing of it is unread (hyper-util has read what came): the
-            // client sees an orderly end.
-            Step::Silent => break true,
+            // Silent for too long: the socket closes itself (see `Linger`),
+            // and hyper-util, reading its end, ends the connection.
+            Step::Silent => {
+                undecided.set(None);
+                if let Some(close) = close_silent.take() {
+                    let _ = close.send(());
+                }
+            }
             Step::PhaseChanged => {}
             // The server is gone without closing: drop the connection.
             Step::ServerGone => break false,

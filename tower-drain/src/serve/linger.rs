@@ -15,6 +15,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -58,22 +59,29 @@ impl Detect {
 }
 
 std::thread_local! {
-    /// Set while the connection's task polls hyper's connection: a shutdown
-    /// issued then is hyper's, and lingers. After an upgrade the socket
-    /// belongs to the application, whose shutdowns (a tunnel's half close,
-    /// say) must not discard what the client still sends.
-    static HYPER_POLLING: Cell<bool> = const { Cell::new(false) };
+    /// The connection whose hyper connection its task is polling (0: none).
+    /// A shutdown of that connection's socket issued then is hyper's, and
+    /// lingers. After an upgrade the socket belongs to the application,
+    /// whose shutdowns (a tunnel's half close, say) must not discard what
+    /// the client still sends, even when the application's code runs inside
+    /// another connection's poll (hyper polls HTTP/1 handlers inline).
+    static HYPER_POLLING: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Runs `poll` (a poll of hyper's connection) with its shutdowns lingering.
-pub(super) fn hyper_polling<T>(poll: impl FnOnce() -> T) -> T {
-    struct Reset(bool);
+/// Numbers connections, so that a socket knows whether hyper's poll is its
+/// own connection's.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Runs `poll` (a poll of connection `id`'s hyper connection) with that
+/// socket's shutdowns lingering.
+pub(super) fn hyper_polling<T>(id: u64, poll: impl FnOnce() -> T) -> T {
+    struct Reset(u64);
     impl Drop for Reset {
         fn drop(&mut self) {
             HYPER_POLLING.with(|polling| polling.set(self.0));
         }
     }
-    let _reset = Reset(HYPER_POLLING.with(|polling| polling.replace(true)));
+    let _reset = Reset(HYPER_POLLING.with(|polling| polling.replace(id)));
     poll()
 }
 
@@ -82,12 +90,33 @@ pub(super) fn hyper_polling<T>(poll: impl FnOnce() -> T) -> T {
 /// hyper shuts it down.
 pub(super) struct Linger<I> {
     io: I,
-    /// Fired once the protocol is known: from then on a graceful close
-    /// reaches the client as such (before, hyper-util cancels the
-    /// connection instead).
-    decided: Option<(oneshot::Sender<Protocol>, Detect)>,
+    /// This connection's number (see [`hyper_polling`]).
+    id: u64,
+    /// Until the protocol is known: fired once it is (from then on a
+    /// graceful close reaches the client as such; before, hyper-util would
+    /// cancel the connection and drop the socket), and, from the
+    /// connection's task, the word to close a client that has said nothing.
+    undecided: Option<Undecided>,
+    /// The connection's task said to close this silent client.
+    closing_silent: bool,
     linger: Duration,
     closing: Closing,
+}
+
+struct Undecided {
+    decided: oneshot::Sender<Protocol>,
+    detect: Detect,
+    close: oneshot::Receiver<()>,
+}
+
+/// The connection's task's side of a [`Linger`].
+pub(super) struct Control {
+    pub(super) id: u64,
+    /// Resolves with the protocol, once the client's first bytes tell it.
+    pub(super) decided: oneshot::Receiver<Protocol>,
+    /// Closes a client that has not said which protocol it speaks: the
+    /// socket is closed with the linger, and hyper-util reads the end.
+    pub(super) close_silent: Option<oneshot::Sender<()>>,
 }
 
 enum Closing {
@@ -99,34 +128,111 @@ enum Closing {
 }
 
 impl<I> Linger<I> {
-    pub(super) fn new(io: I, linger: Duration) -> (Self, oneshot::Receiver<Protocol>) {
+    pub(super) fn new(io: I, linger: Duration) -> (Self, Control) {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let (decided, protocol) = oneshot::channel();
+        let (close_silent, close) = oneshot::channel();
         let io = Self {
             io,
-            decided: Some((decided, Detect::default())),
+            id,
+            undecided: Some(Undecided {
+                decided,
+                detect: Detect::default(),
+                close,
+            }),
+            closing_silent: false,
             linger,
             closing: Closing::Open,
         };
-        (io, protocol)
+        let control = Control {
+            id,
+            decided: protocol,
+            close_silent: Some(close_silent),
+        };
+        (io, control)
     }
 }
 
-impl<I: AsyncRead + Unpin> AsyncRead for Linger<I> {
+impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for Linger<I> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let Some(undecided) = &mut this.undecided else {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        };
         let before = buf.filled().len();
-        ready!(Pin::new(&mut self.io).poll_read(cx, buf))?;
-        if let Some((_, detect)) = &mut self.decided {
-            if let Some(protocol) = detect.feed(&buf.filled()[before..]) {
-                if let Some((decided, _)) = self.decided.take() {
-                    let _ = decided.send(protocol);
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if let Some(protocol) = undecided.detect.feed(&buf.filled()[before..]) {
+                    if let Some(undecided) = this.undecided.take() {
+                        let _ = undecided.decided.send(protocol);
+                    }
                 }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            // Nothing came: if the connection's task says so, close (FIN,
+            // then the linger reads and discards whatever arrives, so that
+            // no request is left unread in the socket), and tell hyper-util
+            // the connection has ended.
+            Poll::Pending => {
+                if undecided.close.try_recv().is_ok() {
+                    this.closing_silent = true;
+                }
+                if !this.closing_silent {
+                    return Poll::Pending;
+                }
+                ready!(this.poll_close(cx))?;
+                Poll::Ready(Ok(()))
             }
         }
-        Poll::Ready(Ok(()))
+    }
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin> Linger<I> {
+    fn is_closing(&self) -> bool {
+        !matches!(self.closing, Closing::Open)
+    }
+
+    /// Sends FIN, then reads and discards until the client's own FIN, an
+    /// error, or the end of the linger; only then may the socket be dropped.
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            match &mut self.closing {
+                Closing::Open => {
+                    ready!(Pin::new(&mut self.io).poll_shutdown(cx))?;
+                    self.closing = if self.linger.is_zero() {
+                        Closing::Done
+                    } else {
+                        Closing::Draining(Box::pin(tokio::time::sleep(self.linger)))
+                    };
+                }
+                Closing::Draining(timer) => {
+                    let mut discard = [0; 1024];
+                    let ended = loop {
+                        if timer.as_mut().poll(cx).is_ready() {
+                            break true;
+                        }
+                        let mut buf = ReadBuf::new(&mut discard);
+                        match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
+                            // Still sending: discard, and look again.
+                            Poll::Ready(Ok(())) if !buf.filled().is_empty() => {}
+                            // The client's FIN, or an error: nothing more to wait for.
+                            Poll::Ready(_) => break true,
+                            Poll::Pending => break false,
+                        }
+                    };
+                    if !ended {
+                        return Poll::Pending;
+                    }
+                    self.closing = Closing::Done;
+                }
+                Closing::Done => return Poll::Ready(Ok(())),
+            }
+        }
     }
 }
 
@@ -164,42 +270,10 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Linger<I> {
     /// linger; only then may the socket be dropped.
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if matches!(this.closing, Closing::Open) && !HYPER_POLLING.with(Cell::get) {
+        if !this.is_closing() && HYPER_POLLING.with(Cell::get) != this.id {
             return Pin::new(&mut this.io).poll_shutdown(cx);
         }
-        loop {
-            match &mut this.closing {
-                Closing::Open => {
-                    ready!(Pin::new(&mut this.io).poll_shutdown(cx))?;
-                    this.closing = if this.linger.is_zero() {
-                        Closing::Done
-                    } else {
-                        Closing::Draining(Box::pin(tokio::time::sleep(this.linger)))
-                    };
-                }
-                Closing::Draining(timer) => {
-                    let mut discard = [0; 1024];
-                    let ended = loop {
-                        if timer.as_mut().poll(cx).is_ready() {
-                            break true;
-                        }
-                        let mut buf = ReadBuf::new(&mut discard);
-                        match Pin::new(&mut this.io).poll_read(cx, &mut buf) {
-                            // Still sending: discard, and look again.
-                            Poll::Ready(Ok(())) if !buf.filled().is_empty() => {}
-                            // The client's FIN, or an error: nothing more to wait for.
-                            Poll::Ready(_) => break true,
-                            Poll::Pending => break false,
-                        }
-                    };
-                    if !ended {
-                        return Poll::Pending;
-                    }
-                    this.closing = Closing::Done;
-                }
-                Closing::Done => return Poll::Ready(Ok(())),
-            }
-        }
+        this.poll_close(cx)
     }
 }
 
@@ -251,12 +325,12 @@ mod tests {
             .await
             .unwrap();
         let (socket, _) = listener.accept().await.unwrap();
-        let (mut server, decided) = Linger::new(socket, Duration::from_secs(5));
+        let (mut server, control) = Linger::new(socket, Duration::from_secs(5));
 
         client.write_all(b"first").await.unwrap();
         let mut buf = [0; 5];
         server.read_exact(&mut buf).await.unwrap();
-        assert_eq!(decided.await.unwrap(), Protocol::Http1);
+        assert_eq!(control.decided.await.unwrap(), Protocol::Http1);
         client.write_all(b"second request").await.unwrap();
         server.write_all(b"answer").await.unwrap();
         let closed = tokio::spawn(async move {
@@ -313,8 +387,9 @@ mod tests {
 
     /// A shutdown as hyper's connection issues it.
     async fn hyper_shuts_down(server: &mut Linger<TcpStream>) -> std::io::Result<()> {
+        let id = server.id;
         std::future::poll_fn(|cx| {
-            super::hyper_polling(|| {
+            super::hyper_polling(id, || {
                 tokio::io::AsyncWrite::poll_shutdown(std::pin::Pin::new(&mut *server), cx)
             })
         })

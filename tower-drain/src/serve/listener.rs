@@ -53,7 +53,11 @@ impl Listener for tokio::net::TcpListener {
         let Ok(listener) = self.into_std() else {
             return Vec::new();
         };
-        std::iter::from_fn(|| listener.accept().ok())
+        // Never block, whatever the listener was made from.
+        if listener.set_nonblocking(true).is_err() {
+            return Vec::new();
+        }
+        std::iter::from_fn(|| next_in_backlog(|| listener.accept()))
             .take(max)
             .filter_map(|(stream, _)| {
                 stream.set_nonblocking(true).ok()?;
@@ -84,13 +88,29 @@ impl Listener for tokio::net::UnixListener {
         let Ok(listener) = self.into_std() else {
             return Vec::new();
         };
-        std::iter::from_fn(|| listener.accept().ok())
+        if listener.set_nonblocking(true).is_err() {
+            return Vec::new();
+        }
+        std::iter::from_fn(|| next_in_backlog(|| listener.accept()))
             .take(max)
             .filter_map(|(stream, _)| {
                 stream.set_nonblocking(true).ok()?;
                 tokio::net::UnixStream::from_std(stream).ok()
             })
             .collect()
+    }
+}
+
+/// The next connection of a backlog, skipping those gone before they were
+/// accepted; `None` once it is empty (or the listener fails).
+fn next_in_backlog<T>(mut accept: impl FnMut() -> io::Result<T>) -> Option<T> {
+    loop {
+        match accept() {
+            Ok(accepted) => return Some(accepted),
+            Err(error)
+                if is_connection_error(&error) && error.kind() != io::ErrorKind::WouldBlock => {}
+            Err(_) => return None,
+        }
     }
 }
 

@@ -152,12 +152,15 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    let close_timeout = Duration::from_secs(1);
+    let running = Running::new(drain.handle().clone());
+    running.may_take(close_timeout);
     Serve {
         listener,
         service,
-        running: Running::new(drain.handle().clone()),
+        running,
         min_drain: Duration::ZERO,
-        close_timeout: Duration::from_secs(1),
+        close_timeout,
         linger: Duration::from_millis(500),
         header_read_timeout: Some(Duration::from_secs(30)),
     }
@@ -204,6 +207,7 @@ impl<L, S> Serve<L, S> {
     /// was cut at the deadline, what is left is dropped at once.)
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
+        self.running.may_take(timeout);
         self
     }
 
@@ -354,7 +358,7 @@ impl<L, S> Serve<L, S> {
                 Step::Tripped => {
                     crate::event!(
                         info,
-                        connections = block.connections().counts()[0],
+                        connections = block.connections().report()[0],
                         "drain tripped: moving clients off their connections"
                     );
                     phase.send_replace(Phase::Tripped);
@@ -370,8 +374,12 @@ impl<L, S> Serve<L, S> {
         // Connections the kernel has completed but the loop has not taken
         // yet would be reset when the listener closes, their request unread:
         // take them first (they are closed gracefully with the rest).
-        for io in listener.into_backlog(MAX_BACKLOG) {
-            spawn(&mut connections, io);
+        if block.is_forced() {
+            drop(listener);
+        } else {
+            for io in listener.into_backlog(MAX_BACKLOG) {
+                spawn(&mut connections, io);
+            }
         }
         if block.is_forced() {
             crate::event!(
@@ -421,6 +429,15 @@ impl Running {
     fn new(handle: Handle) -> Self {
         handle.block().connections().server_started();
         Self { handle }
+    }
+
+    /// Tells the shutdown sequence how long this server may take to close
+    /// once the drain is over, so that it waits as long.
+    fn may_take(&self, close_timeout: Duration) {
+        self.handle
+            .block()
+            .connections()
+            .may_take(close_timeout.saturating_add(SETTLE));
     }
 }
 

@@ -17,9 +17,9 @@
 //! 5. **Connections closed**: a server serving the drain through
 //!    `tower_drain::serve` (feature `serve`) closes its listener and
 //!    what is left of its connections (it moved clients off at the trip),
-//!    and the sequence waits for it (at most two seconds past the drain
-//!    deadline), so that the report counts every connection and every
-//!    refusal. For another server,
+//!    and the sequence waits for it (past the drain deadline, at most its
+//!    close timeout, or 2 s), so that the report counts every connection
+//!    and every refusal. For another server,
 //!    [`server_stop`](Shutdown::server_stop) resolves now: it closes its
 //!    listener and idle connections and sends HTTP/2 GOAWAY. Not earlier:
 //!    until the drain is over, late requests on open or new connections get
@@ -89,9 +89,9 @@ pub use self::report::ShutdownReport;
 
 pub(crate) use self::drain::drain;
 
-/// How long, beyond what is left of the deadline, the sequence waits for
-/// the servers serving its drain to close: their close timeout (1 s by
-/// default) and the settling of the connections they dropped.
+/// How long, at least, beyond what is left of the deadline, the sequence
+/// waits for the servers serving its drain to close (longer if one of them
+/// has a longer close timeout).
 const SERVERS_CLOSE: Duration = Duration::from_secs(2);
 
 /// How often the drain logs what it is waiting for, by default.
@@ -298,11 +298,12 @@ impl Shutdown {
         // Servers serving the drain through `serve` close their connections
         // now, each within its own bound; the report counts them all, and
         // what they refused meanwhile. A server whose minimum drain window
-        // outlasts the deadline is not waited for past it.
+        // outlasts the deadline is not waited for past it (and its close).
         let block = drain.block();
         let servers = crate::state::Wait::new(block, crate::state::Event::ServersClosed);
         let left = deadline.saturating_sub(drained.elapsed());
-        let _ = tokio::time::timeout(left.saturating_add(SERVERS_CLOSE), servers).await;
+        let close = block.connections().close_bound().max(SERVERS_CLOSE);
+        let _ = tokio::time::timeout(left.saturating_add(close), servers).await;
         let drained = drained.recount(block);
 
         let cleanup_started = Instant::now();

@@ -1,109 +1,112 @@
 //! The connections of the servers that serve a drain (`tower_drain::serve`),
 //! counted in the drain's block so that its report can say what became of
 //! them. Nothing here is on a request's path: each count moves once per
-//! connection.
+//! connection, under a lock of the drain's own, so that the trip's snapshot
+//! and each close agree on which side of the trip the close fell.
 
-use crate::sync::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 /// Connection counts of one drain, across every server serving it.
 #[derive(Debug)]
 pub(crate) struct Connections {
-    /// Servers running on this drain: the shutdown sequence waits for them.
-    servers: AtomicUsize,
-    /// Connections open now.
-    open: AtomicUsize,
-    /// Connections open when the drain tripped.
-    at_trip: AtomicUsize,
-    /// Connections that ended without being dropped, from the trip on.
-    closed: AtomicUsize,
-    /// Connections the server dropped because the drain was over and they
-    /// had not closed: at the deadline, or when the close timeout ran out.
-    dropped: AtomicUsize,
+    counts: Mutex<Counts>,
 }
 
-/// How a connection ended.
-#[cfg(feature = "serve")]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Closed {
-    /// On its own or by the server's graceful close, before the trip.
-    BeforeTrip,
-    /// On its own or by the server's graceful close, from the trip on.
-    Gracefully,
-    /// Dropped by the server, ready or not.
-    Hard,
+#[derive(Debug, Default)]
+struct Counts {
+    /// Servers running on this drain: the shutdown sequence waits for them.
+    servers: usize,
+    /// The longest any of them may take to close once the drain is over.
+    close_bound: Duration,
+    /// Connections open now.
+    open: usize,
+    /// Whether the trip's snapshot has been taken.
+    tripped: bool,
+    /// Connections open when the drain tripped.
+    at_trip: usize,
+    /// Connections that ended without being dropped, from the trip on.
+    closed: usize,
+    /// Connections the server dropped, from the trip on.
+    dropped: usize,
 }
 
 impl Connections {
     pub(super) fn new() -> Self {
         Self {
-            servers: AtomicUsize::new(0),
-            open: AtomicUsize::new(0),
-            at_trip: AtomicUsize::new(0),
-            closed: AtomicUsize::new(0),
-            dropped: AtomicUsize::new(0),
+            counts: Mutex::new(Counts::default()),
         }
+    }
+
+    fn counts(&self) -> MutexGuard<'_, Counts> {
+        // Nothing panics while it is held; a poisoned lock still counts.
+        self.counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     #[cfg(feature = "serve")]
     pub(crate) fn server_started(&self) {
-        self.servers.fetch_add(1, Ordering::AcqRel);
+        self.counts().servers += 1;
     }
 
     /// One server less; `true` for the last.
     #[cfg(feature = "serve")]
     pub(super) fn server_ended(&self) -> bool {
-        self.servers.fetch_sub(1, Ordering::AcqRel) == 1
+        let mut counts = self.counts();
+        counts.servers -= 1;
+        counts.servers == 0
     }
 
     pub(crate) fn servers(&self) -> usize {
-        self.servers.load(Ordering::Acquire)
+        self.counts().servers
+    }
+
+    /// A server may take up to `bound` to close once the drain is over.
+    #[cfg(feature = "serve")]
+    pub(crate) fn may_take(&self, bound: Duration) {
+        let mut counts = self.counts();
+        counts.close_bound = counts.close_bound.max(bound);
+    }
+
+    /// The longest any server may take to close once the drain is over.
+    pub(crate) fn close_bound(&self) -> Duration {
+        self.counts().close_bound
     }
 
     #[cfg(feature = "serve")]
     pub(crate) fn opened(&self) {
-        self.open.fetch_add(1, Ordering::Relaxed);
+        self.counts().open += 1;
     }
 
+    /// A connection has ended: `gracefully`, or dropped by the server.
+    /// Before the trip neither counts.
     #[cfg(feature = "serve")]
-    pub(crate) fn closed(&self, how: Closed) {
-        match how {
-            Closed::BeforeTrip => {}
-            Closed::Gracefully => {
-                self.closed.fetch_add(1, Ordering::Relaxed);
-            }
-            Closed::Hard => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+    pub(crate) fn closed(&self, gracefully: bool) {
+        let mut counts = self.counts();
+        counts.open -= 1;
+        match (counts.tripped, gracefully) {
+            (false, _) => {}
+            (true, true) => counts.closed += 1,
+            (true, false) => counts.dropped += 1,
         }
-        self.open.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Notes how many are open as the drain trips.
     pub(super) fn trip(&self) {
-        self.at_trip
-            .store(self.open.load(Ordering::Relaxed), Ordering::Relaxed);
+        let mut counts = self.counts();
+        counts.tripped = true;
+        counts.at_trip = counts.open;
     }
 
     /// (open at the trip, closed gracefully since, dropped, open now)
-    pub(crate) fn counts(&self) -> [usize; 4] {
-        [
-            self.at_trip.load(Ordering::Relaxed),
-            self.closed.load(Ordering::Relaxed),
-            self.dropped.load(Ordering::Relaxed),
-            self.open.load(Ordering::Relaxed),
-        ]
+    pub(crate) fn report(&self) -> [usize; 4] {
+        let counts = self.counts();
+        [counts.at_trip, counts.closed, counts.dropped, counts.open]
     }
 
     /// Back to zero for the next drain of the block (no server holds it).
     pub(super) fn reset(&self) {
-        for count in [
-            &self.servers,
-            &self.open,
-            &self.at_trip,
-            &self.closed,
-            &self.dropped,
-        ] {
-            count.store(0, Ordering::Relaxed);
-        }
+        *self.counts() = Counts::default();
     }
 }

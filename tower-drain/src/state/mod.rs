@@ -34,8 +34,6 @@ mod slot;
 mod wait;
 
 pub(crate) use block::{Block, ServiceRef};
-#[cfg(feature = "serve")]
-pub(crate) use connections::Closed;
 pub(crate) use pool::Handle;
 pub(crate) use slot::{Admission, Guard, Registration, Slot};
 pub(crate) use wait::{Event, Wait};
