@@ -351,6 +351,11 @@ impl ServiceRef {
         }
     }
 
+    /// Admits counted work into slot `index` (see [`Slot::try_admit_work`]).
+    pub(crate) fn try_admit_work(&self, index: usize) -> Admission {
+        self.block.slot(index).try_admit_work(self.generation)
+    }
+
     /// Counts a request refused without an admission attempt.
     pub(crate) fn count_refusal(&self, index: usize) {
         self.block.slot(index).count_refusal(self.generation);

@@ -114,6 +114,17 @@ impl Slot {
     /// if it has tripped.
     #[inline]
     pub(super) fn try_admit(&'static self, generation: usize) -> Admission {
+        self.admit::<true>(generation)
+    }
+
+    /// Admits counted work: as a request, but a refusal is the caller's to
+    /// handle, not a request refused.
+    pub(super) fn try_admit_work(&'static self, generation: usize) -> Admission {
+        self.admit::<false>(generation)
+    }
+
+    #[inline]
+    fn admit<const COUNT_REFUSAL: bool>(&'static self, generation: usize) -> Admission {
         let mut word = self.word.load(Ordering::Relaxed);
         loop {
             if word & GENERATION != generation {
@@ -121,7 +132,9 @@ impl Slot {
             }
             // Full: one more would carry into the generation.
             if word & TRIPPED != 0 || word & COUNT == COUNT {
-                self.count_refusal(generation);
+                if COUNT_REFUSAL {
+                    self.count_refusal(generation);
+                }
                 return Admission::Refused;
             }
             match self.word.compare_exchange_weak(

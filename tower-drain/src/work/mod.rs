@@ -61,22 +61,28 @@ use crate::Cut;
 /// [module docs](self).
 ///
 /// Dropped once the drain deadline has passed, it counts as cut: the work
-/// stopped (or was stopped) short.
+/// stopped (or was stopped) short. (Spawned work whose future completes
+/// counts as completed, whenever that is.) Refused work is the caller's to
+/// handle: it is not counted among the refused requests.
 #[must_use = "the work is counted only while the guard is held"]
 pub struct Work {
     guard: Guard,
     /// Keeps the drain's state for this guard's slot.
     _handle: Handle,
+    /// Ended by itself (spawned work whose future completed): never cut,
+    /// even if that came after the deadline.
+    finished: bool,
 }
 
 impl Work {
     pub(crate) fn admit(handle: &Handle) -> Result<Self, Refused> {
-        match handle.service().try_admit(current_slot()) {
+        match handle.service().try_admit_work(current_slot()) {
             Admission::Admitted(mut guard) => {
                 guard.set_work();
                 Ok(Self {
                     guard,
                     _handle: handle.clone(),
+                    finished: false,
                 })
             }
             // A signal keeps its drain's state: never stale, only refused.
@@ -99,9 +105,17 @@ impl Work {
     }
 }
 
+impl Work {
+    /// Ends work that ended by itself: it counts as completed, whenever that
+    /// is.
+    fn finish(mut self) {
+        self.finished = true;
+    }
+}
+
 impl Drop for Work {
     fn drop(&mut self) {
-        if self.guard.is_past_deadline() {
+        if !self.finished && self.guard.is_past_deadline() {
             self.guard.record_cut();
         }
     }
@@ -150,7 +164,10 @@ where
             // The future is dropped here, before the guard.
         };
         match ended {
-            Some(output) => Ok(output),
+            Some(output) => {
+                work.finish();
+                Ok(output)
+            }
             None => {
                 let block = work._handle.block();
                 crate::event!(

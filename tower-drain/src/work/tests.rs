@@ -122,3 +122,43 @@ fn work_and_its_refusal_are_send_and_sync() {
     send_sync::<super::Work>();
     send_sync::<super::Refused>();
 }
+
+/// A spawned future that completes in a poll after the deadline has passed
+/// returns its output, and counts as completed, not cut.
+#[tokio::test]
+async fn spawned_work_that_completes_after_the_deadline_counts_as_completed() {
+    let drain = Drain::new();
+    let signal = drain.signal();
+    let work = drain
+        .signal()
+        .spawn_named("late but whole", async move {
+            // Ready at its first poll after the deadline.
+            while !signal.is_forced() {
+                tokio::task::yield_now().await;
+            }
+            "finished"
+        })
+        .unwrap();
+    let report = drain.shutdown(Duration::ZERO).await;
+    let output = work.await.unwrap();
+    let counted = (drain.block().cut(), report.cut_work().len());
+    match output {
+        Ok(finished) => {
+            assert_eq!(finished, "finished");
+            assert_eq!(counted, (0, 0), "{report}");
+        }
+        // The deadline won the race in the task's poll: cut, and named.
+        Err(_) => assert_eq!(counted, (1, 1), "{report}"),
+    }
+}
+
+/// Refused work is not a refused request.
+#[tokio::test]
+async fn refused_work_is_not_counted_as_a_refused_request() {
+    let drain = Drain::new();
+    drain.trip();
+    assert!(drain.signal().work().is_err());
+    assert!(drain.signal().spawn(async {}).is_err());
+    let report = drain.shutdown(Duration::ZERO).await;
+    assert_eq!(report.refused(), 0, "{report}");
+}
