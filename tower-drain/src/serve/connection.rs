@@ -33,10 +33,11 @@ pub(super) enum Phase {
     Tripped,
     /// The minimum drain window is over: every connection with a protocol
     /// closes gracefully (HTTP/1: after its current response, at once if
-    /// idle).
+    /// idle); one whose client has not said which protocol it speaks gets
+    /// the linger to, then is closed through its socket.
     MovingOff,
-    /// The drain is over: the listener is closed, and so is every
-    /// connection once its client has sent something.
+    /// The drain is over: the listener is closed. Connections close as in
+    /// `MovingOff`, until the server's close timeout drops what is left.
     Closing,
 }
 

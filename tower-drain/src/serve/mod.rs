@@ -373,7 +373,8 @@ impl<L, S> Serve<L, S> {
 
         // Connections the kernel has completed but the loop has not taken
         // yet would be reset when the listener closes, their request unread:
-        // take them first (they are closed gracefully with the rest).
+        // take them first (they are closed gracefully with the rest). After a
+        // cut everything is dropped anyway.
         if block.is_forced() {
             drop(listener);
         } else {
@@ -381,34 +382,46 @@ impl<L, S> Serve<L, S> {
                 spawn(&mut connections, io);
             }
         }
-        if block.is_forced() {
+        close(block, connections, &phase, close_timeout).await;
+        crate::event!(info, "server closed");
+    }
+}
+
+/// Closes what is left once the drain is over: after a cut, every
+/// connection at once; otherwise each gracefully, and what is still open
+/// after `close_timeout` hard.
+async fn close(
+    block: &'static crate::state::Block,
+    mut connections: JoinSet<()>,
+    phase: &watch::Sender<Phase>,
+    close_timeout: Duration,
+) {
+    if block.is_forced() {
+        crate::event!(
+            info,
+            open = connections.len(),
+            "drain cut at the deadline: dropping the connections still open"
+        );
+        connections.abort_all();
+    } else {
+        phase.send_replace(Phase::Closing);
+        let closed = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(close_timeout, closed).await.is_err() {
             crate::event!(
-                info,
+                warn,
                 open = connections.len(),
-                "drain cut at the deadline: dropping the connections still open"
+                ?close_timeout,
+                "connections still open after the close timeout: dropping them"
             );
             connections.abort_all();
-        } else {
-            phase.send_replace(Phase::Closing);
-            let closed = async { while connections.join_next().await.is_some() {} };
-            if tokio::time::timeout(close_timeout, closed).await.is_err() {
-                crate::event!(
-                    warn,
-                    open = connections.len(),
-                    ?close_timeout,
-                    "connections still open after the close timeout: dropping them"
-                );
-                connections.abort_all();
-            }
         }
-        while connections.join_next().await.is_some() {}
-        // HTTP/2 streams run in tasks of their own, which drop what they
-        // hold (a cut request's body) just after their connection: let them,
-        // so that the report made after the server counts those requests.
-        if block.is_forced() && block.in_flight() > 0 {
-            let _ = tokio::time::timeout(SETTLE, Wait::new(block, Event::Drained)).await;
-        }
-        crate::event!(info, "server closed");
+    }
+    while connections.join_next().await.is_some() {}
+    // HTTP/2 streams run in tasks of their own, which drop what they hold
+    // (a cut request's body) just after their connection: let them, so that
+    // the report made after the server counts those requests.
+    if block.is_forced() && block.in_flight() > 0 {
+        let _ = tokio::time::timeout(SETTLE, Wait::new(block, Event::Drained)).await;
     }
 }
 
