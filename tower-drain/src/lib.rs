@@ -15,8 +15,13 @@
 //!   [`Drain::shutdown`] puts it together: trip, wait up to a deadline, cut
 //!   what is left, and [report](DrainReport);
 //! - [`Shutdown`](shutdown::Shutdown) runs the whole sequence from SIGTERM to
-//!   exit around it: lame-duck [readiness], the drain, the cut, the server's
-//!   own graceful stop, cleanup hooks, and a report that maps to an exit code.
+//!   exit around it: lame-duck [readiness], the drain, the cut, the
+//!   connections closed, cleanup hooks, and a report that maps to an exit
+//!   code;
+//! - with the `serve` feature, `tower_drain::serve` is a server that follows
+//!   the drain: `GOAWAY` and `Connection: close` at the trip, closes without
+//!   resets, drops what is left when the drain is over;
+//! - [`DrainSignal::spawn`] counts work a handler starts (see [`work`]).
 //!
 //! The layer does two atomic operations per request, on a cache line only the
 //! current core writes: no allocation, no lock, no shared counter, so its

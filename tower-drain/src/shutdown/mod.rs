@@ -242,8 +242,8 @@ impl Shutdown {
     /// A future that resolves once the drain is over (drained, or cut at the
     /// deadline), before the cleanup: hand it to the server's graceful
     /// shutdown, so that it stops accepting, closes idle connections and
-    /// sends HTTP/2 GOAWAY then. (`tower_drain::serve` (feature `serve`) needs none: it
-    /// follows the drain by itself.)
+    /// sends HTTP/2 GOAWAY then. `tower_drain::serve` (feature `serve`)
+    /// needs none: it follows the drain by itself.
     ///
     /// - axum: `axum::serve(..).with_graceful_shutdown(shutdown.server_stop())`
     /// - tonic: `Server::builder()..serve_with_shutdown(addr, shutdown.server_stop())`
