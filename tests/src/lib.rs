@@ -127,6 +127,20 @@ pub fn app(gate: Gate) -> Router {
         .with_state(gate)
 }
 
+/// `/flood`: 64 KiB chunks, endlessly: a client that stops reading fills
+/// the socket, and the server stops polling the body.
+pub fn flood() -> Router {
+    Router::new().route(
+        "/flood",
+        get(|| async {
+            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+            Body::from_stream(stream::repeat_with(move || {
+                Ok::<_, Infallible>(chunk.clone())
+            }))
+        }),
+    )
+}
+
 /// A listener on an ephemeral loopback port.
 pub async fn listen() -> (TcpListener, SocketAddr) {
     let listener = TcpListener::bind("127.0.0.1:0")

@@ -2,7 +2,6 @@
 //! closed without resets, the listener open until the drain is over, and
 //! what never closes dropped at the deadline.
 
-use std::convert::Infallible;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,7 +12,6 @@ use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
-use futures_util::stream;
 use http::StatusCode;
 use http_body_util::Empty;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -24,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tower_drain::shutdown::Shutdown;
 use tower_drain::Drain;
-use tower_drain_tests::{app, get_req, http2, listen, text, within, Gate};
+use tower_drain_tests::{app, flood, get_req, http2, listen, text, within, Gate};
 
 /// Serves `app` (with the drain's layer) through `tower_drain::serve`.
 async fn serve(drain: &Drain, app: Router) -> (SocketAddr, JoinHandle<()>) {
@@ -184,16 +182,7 @@ async fn an_http2_client_gets_goaway_at_the_trip_and_opens_its_next_stream_elsew
 #[tokio::test]
 async fn a_client_that_never_reads_is_dropped_at_the_deadline() {
     let drain = Drain::new();
-    let flood = Router::new().route(
-        "/flood",
-        get(|| async {
-            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
-            Body::from_stream(stream::repeat_with(move || {
-                Ok::<_, Infallible>(chunk.clone())
-            }))
-        }),
-    );
-    let (addr, server) = serve(&drain, flood).await;
+    let (addr, server) = serve(&drain, flood()).await;
     let mut client = TcpStream::connect(addr).await.unwrap();
     client
         .write_all(b"GET /flood HTTP/1.1\r\nhost: x\r\n\r\n")
@@ -560,16 +549,7 @@ async fn a_window_longer_than_the_deadline_does_not_hold_the_shutdown() {
 async fn an_http2_request_dropped_with_its_connection_is_counted_cut() {
     for _ in 0..5 {
         let drain = Drain::new();
-        let flood = Router::new().route(
-            "/flood",
-            get(|| async {
-                let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
-                Body::from_stream(stream::repeat_with(move || {
-                    Ok::<_, Infallible>(chunk.clone())
-                }))
-            }),
-        );
-        let (addr, server) = serve(&drain, flood).await;
+        let (addr, server) = serve(&drain, flood()).await;
         let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
         let (mut send, connection) =
             hyper::client::conn::http2::handshake::<_, _, Empty<Bytes>>(TokioExecutor::new(), io)

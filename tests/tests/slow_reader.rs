@@ -4,32 +4,14 @@
 //! Once the socket is full, hyper stops polling the response body, so the
 //! deadline's wake-up cannot reach it to cut it: the report counts it as
 //! `unfinished` (or `cut`, had the body been polled once more). Cutting such a
-//! connection takes the server dropping it, after the drain.
+//! connection takes the server dropping it, after the drain (as
+//! `tower_drain::serve` does: `tests/serve.rs`); here it is axum's server.
 
-use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::routing::get;
-use axum::Router;
-use bytes::Bytes;
-use futures_util::stream;
 use tokio::io::AsyncWriteExt;
 use tower_drain::Drain;
-use tower_drain_tests::{listen, within};
-
-/// `/flood`: 64 KiB chunks, endlessly.
-fn flood() -> Router {
-    Router::new().route(
-        "/flood",
-        get(|| async {
-            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
-            Body::from_stream(stream::repeat_with(move || {
-                Ok::<_, Infallible>(chunk.clone())
-            }))
-        }),
-    )
-}
+use tower_drain_tests::{flood, listen, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_reader_never_holds_the_shutdown_and_is_accounted_for() {
