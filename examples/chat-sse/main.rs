@@ -1,13 +1,17 @@
 //! A chat server whose `/chat` route streams tokens as Server-Sent Events,
-//! behind `DrainLayer` and `SseDrainLayer`.
+//! behind `DrainLayer` and `SseDrainLayer`, and whose `/ws` route streams the
+//! same tokens over a WebSocket, closed by `WebSocketDrain`.
 //!
 //! On SIGTERM or Ctrl-C every open stream ends with
 //! `event: end` / `{"type":"end","reason":"server_shutdown",...}` at an event
-//! boundary, the partial output of each stream the drain ended is saved, and
-//! the process exits. The page at `/` shows the tokens, a notice at the `end`
-//! event, and reconnects; the browser sends `Last-Event-ID`, and the stream
-//! resumes. `POST /messages` stands in for a chat message: a request no proxy
-//! may retry.
+//! boundary, every WebSocket gets Close `1001 Going Away` with the same JSON
+//! as its reason (after its last whole message), the partial output of each
+//! stream the drain ended is saved, and the process exits once each client
+//! has answered (or at the deadline). The page at `/` shows the tokens, a
+//! notice at the end, and reconnects: over SSE the browser sends
+//! `Last-Event-ID`; over a WebSocket (`/?transport=ws`) the page asks for
+//! `/ws?last=ID`; either way the answer resumes. `POST /messages` stands in
+//! for a chat message: a request no proxy may retry.
 //!
 //! Environment: `ADDR` (default `127.0.0.1:3000`), `LAME_DUCK_SECS` (0),
 //! `DRAIN_DEADLINE_SECS` (30), `CLEANUP_DEADLINE_SECS` (10),
@@ -25,6 +29,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
 use axum::extract::Query;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, Sse};
@@ -32,12 +37,13 @@ use axum::response::Html;
 use axum::routing::{get, get_service, post};
 use axum::Router;
 use bytes::Bytes;
-use futures_util::{stream, Stream};
+use futures_util::{stream, Sink, SinkExt, Stream};
 use tokio::net::TcpListener;
 use tower_drain::Drain;
 
 #[path = "../shared.rs"]
 mod shared;
+use tower_drain_sse::ws::WebSocketDrain;
 use tower_drain_sse::{Ending, SseDrainLayer, StreamEnd};
 use tracing::{info, warn};
 
@@ -72,6 +78,7 @@ async fn main() -> Result<ExitCode, shared::BoxError> {
         .route("/chat", get(chat))
         .route("/messages", post(message));
     if std::env::var("TOWER_DRAIN").as_deref() == Ok("off") {
+        let routes = routes.route("/ws", get(ws_without_drain));
         return without_drain(&setup, routes).await;
     }
 
@@ -83,14 +90,16 @@ async fn main() -> Result<ExitCode, shared::BoxError> {
     });
     let drain = Drain::new();
     let shutdown = setup.shutdown(&drain)?;
+    let streams = SseDrainLayer::new(drain.signal())
+        .message("the server is restarting; reconnecting resumes your answer")
+        .retry(Some(retry))
+        .on_stream_end(move |end| save_partial(&partial, end));
+    // WebSockets get the same message, and the same hook.
+    let sockets = WebSocketDrain::from(&streams);
     let app = routes
+        .route("/ws", get(ws).with_state(sockets))
         .route("/readyz", get_service(drain.readiness()))
-        .layer(
-            SseDrainLayer::new(drain.signal())
-                .message("the server is restarting; reconnecting resumes your answer")
-                .retry(Some(retry))
-                .on_stream_end(move |end| save_partial(&partial, end)),
-        )
+        .layer(streams)
         .layer(drain.layer().exempt(|req| req.uri().path() == "/readyz"));
 
     let listener = TcpListener::bind(&setup.addr).await?;
@@ -179,6 +188,59 @@ async fn chat(
             .data(WORDS[i % WORDS.len()]);
         Some((Ok(event), i + 1))
     }))
+}
+
+#[derive(serde::Deserialize)]
+struct SocketAnswer {
+    /// How many tokens the answer has (default: endless).
+    n: Option<usize>,
+    /// The id of the last token the client has: the answer resumes after it.
+    last: Option<usize>,
+}
+
+/// `GET /ws?n=50&last=7`: the tokens of `/chat` as WebSocket text messages,
+/// `{"id":8,"token":"..."}`, then `{"type":"done"}` and Close `1000`. At
+/// the trip the drain closes the socket with `1001` after the last whole
+/// message; the client reconnects with `last` and the answer resumes.
+async fn ws(
+    upgrade: WebSocketUpgrade,
+    axum::extract::State(sockets): axum::extract::State<WebSocketDrain>,
+    Query(answer): Query<SocketAnswer>,
+) -> axum::response::Response {
+    sockets.on_upgrade(upgrade, move |socket| send_tokens(socket, answer))
+}
+
+/// `/ws` as it is without tower-drain: the socket is nobody's to close, and
+/// the process exits under it.
+async fn ws_without_drain(
+    upgrade: WebSocketUpgrade,
+    Query(answer): Query<SocketAnswer>,
+) -> axum::response::Response {
+    upgrade.on_upgrade(move |socket| send_tokens(socket, answer))
+}
+
+async fn send_tokens<S>(mut socket: S, SocketAnswer { n, last }: SocketAnswer)
+where
+    S: Sink<Message> + Unpin,
+{
+    let resume = last.map_or(0, |last| last + 1);
+    let end = n.unwrap_or(usize::MAX);
+    for i in resume..end {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let token = serde_json::json!({ "id": i, "token": WORDS[i % WORDS.len()] });
+        if socket.send(Message::text(token.to_string())).await.is_err() {
+            // Closed: by the client, or by the drain at the trip.
+            return;
+        }
+    }
+    let done = serde_json::json!({ "type": "done" });
+    let _ = socket.send(Message::text(done.to_string())).await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: 1000,
+            reason: "done".into(),
+        })))
+        .await;
 }
 
 /// `POST /messages`: a chat message sent to the server, which must reach it

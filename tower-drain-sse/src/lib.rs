@@ -74,6 +74,9 @@
 mod framing;
 pub mod layer;
 mod terminal;
+#[cfg(any(feature = "ws", feature = "tungstenite"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "ws", feature = "tungstenite"))))]
+pub mod ws;
 
 pub use self::framing::Framing;
 pub use self::layer::{SseBody, SseDrainLayer, SseDrainService};

@@ -72,6 +72,10 @@ impl<'a> StreamEnd<'a> {
     }
 }
 
+/// The longest reason a Close frame has room for (RFC 6455 §5.5: a control
+/// frame's payload is at most 125 bytes, two of which are the code).
+const MAX_CLOSE_REASON: usize = 123;
+
 type FrameFn = dyn Fn(&StreamEnd<'_>) -> Bytes + Send + Sync;
 type HookFn = dyn Fn(&StreamEnd<'_>) + Send + Sync;
 
@@ -146,8 +150,25 @@ impl Config {
             (_, Framing::Grpc) => Frame::trailers(self.grpc.clone()),
             (Some(custom), _) => Frame::data(custom(end)),
             (None, Framing::Sse) => Frame::data(self.sse.clone()),
-            (None, Framing::Ndjson) => Frame::data(self.ndjson.clone()),
+            (None, Framing::Ndjson | Framing::WebSocket) => Frame::data(self.ndjson.clone()),
         }
+    }
+
+    /// The reason of the Close frame that ends a WebSocket: the terminal
+    /// frame's JSON (or the custom frame, as text), cut at a character
+    /// boundary to the 123 bytes a Close frame's reason may have.
+    pub(crate) fn close_reason(&self, end: &StreamEnd<'_>) -> String {
+        let frame = match &self.custom {
+            Some(custom) => custom(end),
+            None => self.ndjson.clone(),
+        };
+        let text = String::from_utf8_lossy(&frame);
+        let text = text.trim_end_matches(['\r', '\n']);
+        let mut len = text.len().min(MAX_CLOSE_REASON);
+        while !text.is_char_boundary(len) {
+            len -= 1;
+        }
+        text[..len].to_owned()
     }
 
     /// Whether anything reads what a stream sent (a hook or a custom frame):

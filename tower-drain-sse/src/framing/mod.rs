@@ -29,6 +29,10 @@ pub enum Framing {
     /// and the stream ends with trailers (`grpc-status: 14`, `UNAVAILABLE`)
     /// instead of a data frame.
     Grpc,
+    /// A WebSocket (see [`ws`](crate::ws)): every data message is an event,
+    /// and a Close frame (`1001 Going Away`) is the terminal frame. Never a
+    /// response body's framing.
+    WebSocket,
 }
 
 impl Framing {
@@ -136,6 +140,8 @@ impl Scanner {
             // Message headers are read anyway to find the boundaries, so the
             // count costs nothing extra.
             Framing::Grpc => Scanner::Grpc(GrpcScanner::default()),
+            // `Framing::of` never gives it: a WebSocket has no body to scan.
+            Framing::WebSocket => unreachable!("a response body is never a WebSocket"),
         }
     }
 

@@ -154,6 +154,12 @@ impl SseDrainLayer {
     }
 }
 
+impl SseDrainLayer {
+    pub(crate) fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+}
+
 impl<S> Layer<S> for SseDrainLayer {
     type Service = SseDrainService<S>;
 

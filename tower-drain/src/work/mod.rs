@@ -50,7 +50,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use tokio::task::JoinHandle;
 
@@ -72,6 +72,8 @@ pub struct Work {
     /// Ended by itself (spawned work whose future completed): never cut,
     /// even if that came after the deadline.
     finished: bool,
+    /// Ended early by the drain, cleanly (see [`Work::end_early`]).
+    early: bool,
 }
 
 impl Work {
@@ -83,6 +85,7 @@ impl Work {
                     guard,
                     _handle: handle.clone(),
                     finished: false,
+                    early: false,
                 })
             }
             // A signal keeps its drain's state: never stale, only refused.
@@ -94,14 +97,27 @@ impl Work {
     /// the holder should stop then (and drop the guard). At once if it has
     /// passed.
     pub async fn deadline(&mut self) {
-        poll_fn(|cx| {
-            if self.guard.poll_deadline(cx) {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-        .await;
+        poll_fn(|cx| self.poll_deadline(cx)).await;
+    }
+
+    /// [`deadline`](Self::deadline) as a poll, for a future or a stream
+    /// that holds the guard: ready at the drain deadline, and until then
+    /// the task in `cx` is woken when it comes.
+    pub fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.guard.poll_deadline(cx) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Ends work that the drain ended early, cleanly: a WebSocket closed
+    /// with `1001 Going Away` at the trip, whose client answered. The
+    /// [report](crate::DrainReport::ended_early) counts it as ended early
+    /// rather than completed; past the deadline it counts as cut, as any
+    /// work dropped then.
+    pub fn end_early(mut self) {
+        self.early = true;
     }
 }
 
@@ -117,6 +133,9 @@ impl Drop for Work {
     fn drop(&mut self) {
         if !self.finished && self.guard.is_past_deadline() {
             self.guard.record_cut();
+        } else if self.early {
+            // The guard is alive: its slot still serves this drain.
+            self.guard.slot().count_ended_early();
         }
     }
 }

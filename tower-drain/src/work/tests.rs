@@ -162,3 +162,34 @@ async fn refused_work_is_not_counted_as_a_refused_request() {
     let report = drain.shutdown(Duration::ZERO).await;
     assert_eq!(report.refused(), 0, "{report}");
 }
+
+/// Work the drain ended early counts as ended early; dropped past the
+/// deadline, it counts as cut only.
+#[tokio::test]
+async fn work_ended_early_is_reported_as_ended_early_unless_the_deadline_cut_it() {
+    let drain = Drain::new();
+    let work = drain.signal().work().unwrap();
+    drain.trip();
+    work.end_early();
+    let report = drain.shutdown(Duration::from_secs(30)).await;
+    assert_eq!(
+        (
+            report.in_flight_at_trip(),
+            report.ended_early(),
+            report.completed()
+        ),
+        (1, 1, 0),
+        "{report}"
+    );
+
+    let drain = Drain::new();
+    let mut work = drain.signal().work().unwrap();
+    let shutdown = tokio::spawn({
+        let drain = drain.clone();
+        async move { drain.shutdown(Duration::ZERO).await }
+    });
+    work.deadline().await;
+    work.end_early();
+    let report = shutdown.await.unwrap();
+    assert_eq!((report.ended_early(), report.cut()), (0, 1), "{report}");
+}
