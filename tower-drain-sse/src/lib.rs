@@ -24,6 +24,11 @@
 //!   so partial output can be saved for a client that resumes; the drain's
 //!   report counts the streams ended early.
 //!
+//! A WebSocket's terminal frame is a Close frame: the `ws` module (feature
+//! `ws` for axum, `tungstenite` for tokio-tungstenite) counts a socket in
+//! the drain from its upgrade to the end of its close handshake, and closes
+//! it with `1001 Going Away` and the same JSON at the trip.
+//!
 //! # Example
 //!
 //! ```

@@ -29,7 +29,7 @@ pub enum Framing {
     /// and the stream ends with trailers (`grpc-status: 14`, `UNAVAILABLE`)
     /// instead of a data frame.
     Grpc,
-    /// A WebSocket (see [`ws`](crate::ws)): every data message is an event,
+    /// A WebSocket (see the `ws` module): every data message is an event,
     /// and a Close frame (`1001 Going Away`) is the terminal frame. Never a
     /// response body's framing.
     WebSocket,

@@ -432,3 +432,85 @@ fn a_long_close_reason_is_cut_to_123_bytes_at_a_character_boundary() {
     let json: serde_json::Value = serde_json::from_str(&reason).unwrap();
     assert_eq!(json["reason"], "server_shutdown");
 }
+
+mod trips_at_random_points {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// One conversation: messages of `sizes`, the trip after `before`
+    /// messages and `delay_ms`, a client that sleeps `slow_ms` per message.
+    async fn conversation(sizes: Vec<usize>, before: usize, delay_ms: u64, slow_ms: u64) {
+        let server = Server::start(Duration::ZERO).await;
+        let query = sizes.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let mut client = server.connect(&format!("/sized?{}", query.join(","))).await;
+        let check = |i: usize, message: Received| {
+            let Received::Text(text) = message else {
+                panic!("message {i}: not text: {message:?}")
+            };
+            assert_eq!(
+                text.as_str(),
+                numbered(i, sizes[i % sizes.len()]),
+                "message {i} split"
+            );
+        };
+        let mut received = 0;
+        while received < before {
+            let message = within("a message", client.next()).await.unwrap().unwrap();
+            check(received, message);
+            received += 1;
+        }
+        let shutdown = tokio::spawn({
+            let drain = server.drain.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                drain.shutdown(Duration::from_secs(30)).await
+            }
+        });
+        let frame = within("the Close", async {
+            loop {
+                match client.next().await {
+                    Some(Ok(Received::Close(frame))) => return frame,
+                    Some(Ok(message)) => {
+                        check(received, message);
+                        received += 1;
+                    }
+                    other => panic!("after {received} messages: {other:?}"),
+                }
+                if slow_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(slow_ms)).await;
+                }
+            }
+        })
+        .await
+        .expect("a code");
+        assert_going_away(&frame);
+        assert!(within("the end", client.next()).await.is_none());
+        let report = within("the drain", shutdown).await.unwrap();
+        assert_eq!((report.ended_early(), report.cut()), (1, 0), "{report}");
+        // Every message the handler handed over arrived, whole.
+        let [(Ending::Early, events, _)] = server.ends()[..] else {
+            panic!("{:?}", server.ends())
+        };
+        assert_eq!(events, received as u64);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn never_split_a_message_and_always_end_with_a_well_formed_close(
+            sizes in prop::collection::vec(1usize..300_000, 1..4),
+            before in 0usize..4,
+            delay_ms in 0u64..20,
+            slow_ms in prop::sample::select(vec![0u64, 0, 1, 5]),
+        ) {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(conversation(sizes, before, delay_ms, slow_ms));
+        }
+    }
+}
