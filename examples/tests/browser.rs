@@ -7,7 +7,9 @@
 //! The drain answers it with an event stream that carries only the terminal
 //! event and a `retry:`, and the page reconnects until an instance serves
 //! it, then resumes with `Last-Event-ID`: the answer ends up whole, with no
-//! gap and no duplicate.
+//! gap and no duplicate. Over a WebSocket (`?transport=ws`) the page does
+//! the same by hand: at Close `1001` it shows the reason's message and
+//! reconnects with `last=`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -138,7 +140,7 @@ async fn the_chat_page_keeps_reconnecting_through_a_drain_and_resumes_the_answer
     let (stop_a, server_a) = serve(listener, instance("a", &a, &log));
 
     let browser = Browser::launch("chat").await;
-    let page = browser.open(&format!("http://{addr}/")).await;
+    let page = browser.open_watched(&format!("http://{addr}/")).await;
     let answer = "document.getElementById('answer').textContent";
     browser::wait_for::<String>(&page, "a few tokens", answer, |text| {
         text.split_whitespace().count() >= 5
@@ -148,8 +150,7 @@ async fn the_chat_page_keeps_reconnecting_through_a_drain_and_resumes_the_answer
     // Instance A drains: the stream ends with its terminal event, and the
     // page's reconnections meet the drain's refusal.
     a.trip();
-    let notice = "document.getElementById('notice').style.display === 'block' ? document.getElementById('notice').textContent : ''";
-    let shown: String = browser::wait_for(&page, "the notice", notice, |text: &String| {
+    let shown: String = browser::wait_for(&page, "the notice", NOTICE, |text: &String| {
         !text.is_empty()
     })
     .await;
@@ -167,7 +168,7 @@ async fn the_chat_page_keeps_reconnecting_through_a_drain_and_resumes_the_answer
         }
     })
     .await;
-    let ready_state: u8 = browser::eval(&page, "source.readyState").await;
+    let ready_state: u8 = browser::eval(&page, "watched.sources[0].readyState").await;
     assert_ne!(ready_state, 2, "EventSource gave up (CLOSED)");
     let shot = browser::screenshot(&page, "chat-draining").await;
     eprintln!("screenshot: {}", shot.display());
@@ -220,6 +221,28 @@ async fn the_chat_page_keeps_reconnecting_through_a_drain_and_resumes_the_answer
 const SHOWN_IDS: &str =
     "Array.from(document.querySelectorAll('#answer span')).map(s => Number(s.dataset.id))";
 
+/// The notice the page shows at the drain's terminal frame.
+const NOTICE: &str = "document.getElementById('notice').style.display === 'block' ? document.getElementById('notice').textContent : ''";
+/// What the chat example's terminal frame says, and the page shows.
+const RESTARTING: &str = "the server is restarting; reconnecting resumes your answer";
+
+/// A free port on 127.0.0.1, and a partial-output file of its own for
+/// the test `name`.
+fn address_and_partial(name: &str) -> (String, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let partial = std::env::temp_dir().join(format!(
+        "tower-drain-browser-{name}-{}.jsonl",
+        std::process::id()
+    ));
+    (
+        format!("127.0.0.1:{port}"),
+        partial.to_str().unwrap().to_owned(),
+    )
+}
+
 /// The `chat-sse` example as it ships, on `addr`.
 fn chat_example(addr: &str, partial: &str) -> Process {
     Process::example(
@@ -243,16 +266,7 @@ fn chat_example(addr: &str, partial: &str) -> Process {
 #[ignore = "needs Debian's chromium: run scripts/browser-test"]
 async fn the_chat_example_resumes_its_answer_across_a_restart() {
     const TOKENS: usize = 30;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let partial = std::env::temp_dir().join(format!(
-        "tower-drain-browser-partial-{}.jsonl",
-        std::process::id()
-    ));
-    let partial = partial.to_str().unwrap().to_owned();
+    let (addr, partial) = address_and_partial("partial");
     let server = chat_example(&addr, &partial);
 
     let browser = Browser::launch("chat-example").await;
@@ -260,8 +274,7 @@ async fn the_chat_example_resumes_its_answer_across_a_restart() {
     browser::wait_for::<Vec<usize>>(&page, "a few tokens", SHOWN_IDS, |ids| ids.len() >= 5).await;
 
     server.sigterm();
-    let notice = "document.getElementById('notice').style.display === 'block' ? document.getElementById('notice').textContent : ''";
-    let shown: String = browser::wait_for(&page, "the notice", notice, |text: &String| {
+    let shown: String = browser::wait_for(&page, "the notice", NOTICE, |text: &String| {
         !text.is_empty()
     })
     .await;
@@ -299,5 +312,118 @@ async fn the_chat_example_resumes_its_answer_across_a_restart() {
     assert!(
         saved.contains("\"ending\":\"ended early\""),
         "the hook saved the partial answer: {saved}"
+    );
+}
+
+/// A WebSocket the page opened, as `watched.sockets` recorded it.
+#[derive(Debug, serde::Deserialize)]
+struct SocketSeen {
+    url: String,
+    opened: bool,
+    /// The `close` event's code and reason, once it has closed.
+    code: Option<u16>,
+    reason: Option<String>,
+}
+
+/// The same restart under the page streaming over a WebSocket
+/// (`?transport=ws`): at SIGTERM the drain closes the socket with `1001`
+/// and its JSON as the reason, after the last whole token; the page shows
+/// the notice from that reason, keeps trying while the server is away, and
+/// once it is back opens a socket with `last=` (the id of the last token
+/// it has): the answer completes, every token once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Debian's chromium: run scripts/browser-test"]
+async fn the_chat_example_resumes_its_websocket_answer_across_a_restart() {
+    const TOKENS: usize = 30;
+    let (addr, partial) = address_and_partial("ws-partial");
+    let server = chat_example(&addr, &partial);
+
+    let browser = Browser::launch("chat-example-ws").await;
+    let page = browser
+        .open_watched(&format!("http://{addr}/?transport=ws&n={TOKENS}"))
+        .await;
+    browser::wait_for::<Vec<usize>>(&page, "a few tokens", SHOWN_IDS, |ids| ids.len() >= 5).await;
+    let transport: String = browser::eval(&page, "document.body.dataset.transport").await;
+    assert_eq!(transport, "ws");
+
+    server.sigterm();
+    let shown: String = browser::wait_for(&page, "the notice", NOTICE, |text: &String| {
+        !text.is_empty()
+    })
+    .await;
+    assert!(
+        shown.starts_with("The server is restarting; reconnecting resumes your answer"),
+        "the notice comes from the Close reason: {shown}"
+    );
+    let (status, _, report) = tokio::task::block_in_place(|| server.exit());
+    assert!(status.success(), "{report}");
+    assert!(report.contains("1 ended early"), "{report}");
+    let cut_at: Vec<usize> = browser::eval(&page, SHOWN_IDS).await;
+    let sockets: Vec<SocketSeen> = browser::eval(&page, "watched.sockets").await;
+    let first = &sockets[0];
+    assert_eq!(first.code, Some(1001), "{sockets:?}");
+    let reason: serde_json::Value =
+        serde_json::from_str(first.reason.as_deref().unwrap_or_default()).expect("a JSON reason");
+    assert_eq!(
+        (&reason["type"], &reason["reason"], &reason["message"]),
+        (&"end".into(), &"server_shutdown".into(), &RESTARTING.into()),
+        "{reason}"
+    );
+    let shot = browser::screenshot(&page, "chat-example-ws-restarting").await;
+    eprintln!("screenshot: {}", shot.display());
+
+    let server = chat_example(&addr, &partial);
+    let ids: Vec<usize> =
+        browser::wait_for(&page, "the whole answer", SHOWN_IDS, |ids: &Vec<usize>| {
+            ids.len() >= TOKENS
+        })
+        .await;
+    assert!(cut_at.len() < TOKENS, "the restart came mid-answer");
+    assert_eq!(
+        ids,
+        (0..TOKENS).collect::<Vec<_>>(),
+        "every token once, in order: no gap, no duplicate"
+    );
+    // The answer's own end: `done`, then the server's Close 1000.
+    browser::wait_for::<bool>(
+        &page,
+        "the last socket closed 1000",
+        "document.getElementById('status').textContent === 'done' && watched.sockets.at(-1).code === 1000",
+        |done| *done,
+    )
+    .await;
+    let shot = browser::screenshot(&page, "chat-example-ws-resumed").await;
+    eprintln!("screenshot: {}", shot.display());
+    let sockets: Vec<SocketSeen> = browser::eval(&page, "watched.sockets").await;
+    browser.close().await;
+    eprintln!("{sockets:#?}");
+
+    // Every socket after the first asked for the tokens after the last the
+    // page had; those opened while the server was away failed (1006), and
+    // the one that opened finished the answer.
+    let last = cut_at.last().expect("tokens before the restart");
+    let resumed: Vec<&SocketSeen> = sockets[1..].iter().filter(|s| s.opened).collect();
+    assert_eq!(resumed.len(), 1, "{sockets:?}");
+    for socket in &sockets[1..] {
+        assert!(socket.url.ends_with(&format!("&last={last}")), "{socket:?}");
+        if !socket.opened {
+            assert_eq!(socket.code, Some(1006), "{socket:?}");
+        }
+    }
+
+    server.sigterm();
+    tokio::task::block_in_place(|| server.exit());
+    let saved = std::fs::read_to_string(&partial).unwrap_or_default();
+    let _ = std::fs::remove_file(&partial);
+    let saved: Vec<serde_json::Value> = saved
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON line"))
+        .collect();
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    assert_eq!(saved[0]["ending"], "ended early", "{saved:?}");
+    assert_eq!(
+        saved[0]["events"],
+        cut_at.len(),
+        "the hook counted the tokens the page got: {saved:?}"
     );
 }

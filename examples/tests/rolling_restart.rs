@@ -3,6 +3,11 @@
 //! tower-drain and once without (`TOWER_DRAIN=off`: axum's own graceful
 //! shutdown, bounded by the same deadline).
 //!
+//! Alongside the `EventSource` answers, WebSocket clients read answers over
+//! `/ws` the way the example's page does: at Close `1001` they reconnect
+//! with `last=` and resume; without the drain the process exits under their
+//! sockets, and they see abnormal closures (`1006`).
+//!
 //! It needs an nginx binary, so it is ignored by `cargo test`;
 //! `scripts/rolling-restart` finds or fetches one (Debian's package,
 //! unpacked into `target/`, nothing installed system-wide) and runs it:
@@ -38,6 +43,7 @@ const DEADLINE_SECS: &str = "3";
 /// Load workers of each kind.
 const SHORT_WORKERS: usize = 4;
 const STREAM_WORKERS: usize = 6;
+const SOCKET_WORKERS: usize = 4;
 /// Bounds of the load, whatever happens.
 const MAX_REQUESTS_PER_WORKER: usize = 20_000;
 const MAX_LOAD: Duration = Duration::from_secs(60);
@@ -64,9 +70,77 @@ struct Tally {
     requests_for_answers: usize,
     ended_by_frame: usize,
     cut_mid_stream: usize,
+    sockets: SocketTally,
     proxy_logged: usize,
     proxy_retried: usize,
     restart_secs: Vec<f64>,
+}
+
+/// What the WebSocket clients saw.
+#[derive(Debug, Default)]
+struct SocketTally {
+    answers: usize,
+    complete: usize,
+    with_a_gap: usize,
+    with_a_duplicate: usize,
+    given_up: usize,
+    attempts: usize,
+    opened: usize,
+    refused: usize,
+    closed_done: usize,
+    going_away: usize,
+    abnormal: usize,
+    /// The other ends, each as it was ("1011 ...", "silent").
+    other: Vec<String>,
+}
+
+impl SocketTally {
+    fn add(&mut self, answer: &SocketAnswer) {
+        self.answers += 1;
+        match verdict(&answer.tokens, answer.given_up) {
+            Verdict::Complete => self.complete += 1,
+            Verdict::Gap => self.with_a_gap += 1,
+            Verdict::Duplicate => self.with_a_duplicate += 1,
+            Verdict::GivenUp => self.given_up += 1,
+        }
+        self.attempts += answer.attempts;
+        self.opened += answer.opened;
+        self.refused += answer.refused;
+        for end in &answer.ends {
+            match end {
+                SocketEnd::Done => self.closed_done += 1,
+                SocketEnd::GoingAway => self.going_away += 1,
+                SocketEnd::Abnormal => self.abnormal += 1,
+                SocketEnd::Other(what) => self.other.push(what.clone()),
+            }
+        }
+    }
+}
+
+impl fmt::Display for SocketTally {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "  WebSocket answers ({TOKENS} tokens, read as the page reads them): {} started, {} complete, {} with a gap, {} with a duplicate, {} given up",
+            self.answers, self.complete, self.with_a_gap, self.with_a_duplicate, self.given_up
+        )?;
+        write!(
+            f,
+            "  their {} upgrade requests: {} sockets opened, {} refused; {} closed 1000 after the answer, {} closed 1001 server_shutdown, {} abnormal closures (1006), {} other ends{}",
+            self.attempts,
+            self.opened,
+            self.refused,
+            self.closed_done,
+            self.going_away,
+            self.abnormal,
+            self.other.len(),
+            if self.other.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", self.other.join(", "))
+            }
+        )
+    }
 }
 
 impl Tally {
@@ -99,6 +173,7 @@ impl fmt::Display for Tally {
             "  their {} requests: {} streams ended by the terminal frame, {} cut mid-stream",
             self.requests_for_answers, self.ended_by_frame, self.cut_mid_stream
         )?;
+        writeln!(f, "{}", self.sockets)?;
         writeln!(
             f,
             "  nginx: {} requests logged, {} retried on another instance",
@@ -141,22 +216,21 @@ enum Verdict {
     GivenUp,
 }
 
-impl Answer {
-    fn verdict(&self) -> Verdict {
-        let mut seen = vec![0usize; TOKENS];
-        for &id in &self.tokens {
-            seen[id] += 1;
-        }
-        let in_order = self.tokens.windows(2).all(|w| w[0] < w[1]);
-        if seen.iter().any(|&n| n > 1) {
-            Verdict::Duplicate
-        } else if seen.iter().all(|&n| n == 1) && in_order {
-            Verdict::Complete
-        } else if self.given_up {
-            Verdict::GivenUp
-        } else {
-            Verdict::Gap
-        }
+/// How an answer whose token ids were `tokens` ended up.
+fn verdict(tokens: &[usize], given_up: bool) -> Verdict {
+    let mut seen = vec![0usize; TOKENS];
+    for &id in tokens {
+        seen[id] += 1;
+    }
+    let in_order = tokens.windows(2).all(|w| w[0] < w[1]);
+    if seen.iter().any(|&n| n > 1) {
+        Verdict::Duplicate
+    } else if seen.iter().all(|&n| n == 1) && in_order {
+        Verdict::Complete
+    } else if given_up {
+        Verdict::GivenUp
+    } else {
+        Verdict::Gap
     }
 }
 
@@ -216,6 +290,101 @@ async fn answer(proxy: std::net::SocketAddr, deadline: Instant) -> Answer {
     answer
 }
 
+/// How one WebSocket ended, as its client saw it.
+#[derive(Debug, PartialEq, Eq)]
+enum SocketEnd {
+    /// `{"type":"done"}`, then Close `1000`: the answer is whole.
+    Done,
+    /// Close `1001` whose reason is the drain's JSON (`server_shutdown`).
+    GoingAway,
+    /// `1006`: the connection ended, or failed, without a Close frame.
+    Abnormal,
+    /// Any other Close, or a socket silent past the load's deadline.
+    Other(String),
+}
+
+/// One answer over `/ws`, read the way the example's page reads it: on any
+/// end but the answer's own (Close `1001`, an abnormal closure, a refused
+/// upgrade) it waits 500 ms and opens a new socket with `last=`, the id of
+/// the last token it has, until it has `{"type":"done"}`.
+#[derive(Debug, Default)]
+struct SocketAnswer {
+    tokens: Vec<usize>,
+    /// Upgrade requests sent, and those answered `101`.
+    attempts: usize,
+    opened: usize,
+    /// Upgrades answered with anything but `101`, or connections refused.
+    refused: usize,
+    ends: Vec<SocketEnd>,
+    given_up: bool,
+}
+
+async fn socket_answer(proxy: std::net::SocketAddr, deadline: Instant) -> SocketAnswer {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let mut answer = SocketAnswer::default();
+    while answer.attempts < MAX_REQUESTS_PER_ANSWER && Instant::now() < deadline {
+        answer.attempts += 1;
+        let mut url = format!("ws://{proxy}/ws?n={TOKENS}");
+        if let Some(last) = answer.tokens.last() {
+            url.push_str(&format!("&last={last}"));
+        }
+        let connected =
+            tokio::time::timeout_at(deadline.into(), tokio_tungstenite::connect_async(url)).await;
+        let Ok(Ok((mut socket, _))) = connected else {
+            answer.refused += 1;
+            tokio::time::sleep(FIRST_RETRY).await;
+            continue;
+        };
+        answer.opened += 1;
+        let mut done = false;
+        let end = loop {
+            let Ok(message) = tokio::time::timeout_at(deadline.into(), socket.next()).await else {
+                break SocketEnd::Other("silent".into());
+            };
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    let message: serde_json::Value =
+                        serde_json::from_str(text.as_str()).unwrap_or_default();
+                    if message["type"] == "done" {
+                        done = true;
+                    } else if let Some(id) = message["id"].as_u64() {
+                        answer.tokens.push(id as usize);
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    // The Close handshake: tungstenite answers the Close,
+                    // then the stream ends (bounded).
+                    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                        while socket.next().await.is_some() {}
+                    })
+                    .await;
+                    let (code, reason) = frame.map_or((1005, String::new()), |frame| {
+                        (u16::from(frame.code), frame.reason.as_str().to_owned())
+                    });
+                    let reason: serde_json::Value =
+                        serde_json::from_str(&reason).unwrap_or_default();
+                    break match code {
+                        1000 if done => SocketEnd::Done,
+                        1001 if reason["reason"] == "server_shutdown" => SocketEnd::GoingAway,
+                        _ => SocketEnd::Other(format!("{code} {reason}")),
+                    };
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break SocketEnd::Abnormal,
+            }
+        };
+        answer.ends.push(end);
+        if done {
+            return answer;
+        }
+        tokio::time::sleep(FIRST_RETRY).await;
+    }
+    answer.given_up = true;
+    answer
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -246,6 +415,19 @@ http {{
     }}
     server {{
         listen 127.0.0.1:{listen};
+        location /ws {{
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_buffering off;
+            # An upgrade refused with a 503 (an instance draining) goes to
+            # the other instance, as does a refused connection.
+            proxy_next_upstream error timeout http_502 http_503;
+            proxy_next_upstream_tries 4;
+            proxy_connect_timeout 1s;
+            proxy_read_timeout 30s;
+        }}
         location / {{
             proxy_pass http://app;
             proxy_http_version 1.1;
@@ -283,10 +465,12 @@ fn instance(mode: Mode, port: u16, dir: &Path) -> Process {
     Process::example(env!("CARGO_BIN_EXE_chat-sse"), &env).0
 }
 
-/// The load's workers: short requests (ok, errors), and answers.
+/// The load's workers: short requests (ok, errors), and answers, over SSE
+/// and over WebSockets.
 struct Load {
     short: Vec<JoinHandle<(usize, usize)>>,
     answers: Vec<JoinHandle<Vec<Answer>>>,
+    socket_answers: Vec<JoinHandle<Vec<SocketAnswer>>>,
 }
 
 fn spawn_load(proxy: std::net::SocketAddr, stop: &Arc<AtomicBool>) -> Load {
@@ -332,7 +516,25 @@ fn spawn_load(proxy: std::net::SocketAddr, stop: &Arc<AtomicBool>) -> Load {
             })
         })
         .collect();
-    Load { short, answers }
+    let socket_answers = (0..SOCKET_WORKERS)
+        .map(|i| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                // Staggered between the SSE answers.
+                tokio::time::sleep(Duration::from_millis(200 + 300 * i as u64)).await;
+                let mut answers = Vec::new();
+                while running(&stop, answers.len()) {
+                    answers.push(socket_answer(proxy, deadline).await);
+                }
+                answers
+            })
+        })
+        .collect();
+    Load {
+        short,
+        answers,
+        socket_answers,
+    }
 }
 
 /// SIGTERM, wait for the exit, start again on the same port.
@@ -378,7 +580,11 @@ async fn scenario(nginx: &Path, mode: Mode) -> Tally {
     .await;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let Load { short, answers } = spawn_load(proxy, &stop);
+    let Load {
+        short,
+        answers,
+        socket_answers,
+    } = spawn_load(proxy, &stop);
     let mut tally = Tally::default();
 
     tokio::time::sleep(SETTLE).await;
@@ -404,12 +610,17 @@ async fn scenario(nginx: &Path, mode: Mode) -> Tally {
             tally.requests_for_answers += answer.requests;
             tally.ended_by_frame += answer.ended_by_frame;
             tally.cut_mid_stream += answer.cut_mid_stream;
-            match answer.verdict() {
+            match verdict(&answer.tokens, answer.given_up) {
                 Verdict::Complete => tally.answers_complete += 1,
                 Verdict::Gap => tally.answers_with_a_gap += 1,
                 Verdict::Duplicate => tally.answers_with_a_duplicate += 1,
                 Verdict::GivenUp => tally.answers_given_up += 1,
             }
+        }
+    }
+    for worker in socket_answers {
+        for answer in within("WebSocket worker", worker).await.unwrap() {
+            tally.sockets.add(&answer);
         }
     }
 
@@ -452,12 +663,14 @@ async fn rolling_restart_behind_nginx_loses_nothing_with_the_drain() {
     for tally in [&with, &without] {
         // Every request the clients sent reached nginx and is in its log.
         assert_eq!(
-            tally.short_sent + tally.requests_for_answers,
+            tally.short_sent + tally.requests_for_answers + tally.sockets.attempts,
             tally.proxy_logged,
             "{tally}"
         );
         assert!(
-            tally.short_sent > 100 && tally.answers >= STREAM_WORKERS,
+            tally.short_sent > 100
+                && tally.answers >= STREAM_WORKERS
+                && tally.sockets.answers >= SOCKET_WORKERS,
             "{tally}"
         );
     }
@@ -471,6 +684,16 @@ async fn rolling_restart_behind_nginx_loses_nothing_with_the_drain() {
     assert!(
         with.proxy_retried > 0,
         "nginx moved requests off a draining instance: {with}"
+    );
+    // Without the drain a socket closes abnormally only if it is on the
+    // instance at its SIGTERM and its answer outlasts the instance's exit
+    // (at most the deadline later): not in every run, so only printed.
+    let sockets = &with.sockets;
+    assert_eq!(sockets.abnormal, 0, "{with}");
+    assert_eq!(sockets.complete, sockets.answers, "{with}");
+    assert!(
+        sockets.going_away > 0,
+        "sockets were open at the restarts: {with}"
     );
 }
 

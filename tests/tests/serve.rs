@@ -768,3 +768,71 @@ async fn an_upgraded_socket_closed_from_another_connections_handler_does_not_lin
     within("shutdown", drain.shutdown(Duration::from_secs(1))).await;
     within("the server ends", server).await.unwrap();
 }
+
+/// A WebSocket whose upgrade is answered after the trip (its handler took
+/// the count, then did something slow, such as checking a token) gets a
+/// `101` that says `Connection: upgrade` alone: a `close` added to it makes
+/// clients reject the handshake.
+#[tokio::test]
+async fn a_websocket_upgrade_answered_after_the_trip_completes_its_handshake() {
+    use axum::extract::ws::WebSocketUpgrade;
+    use axum::extract::State;
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::Message;
+    use tower_drain_sse::ws::WebSocketDrain;
+
+    #[derive(Clone)]
+    struct Upgrades {
+        ws: WebSocketDrain,
+        entered: Arc<tokio::sync::Notify>,
+    }
+
+    async fn slow(
+        upgrade: WebSocketUpgrade,
+        State(upgrades): State<Upgrades>,
+    ) -> axum::response::Response {
+        let res = upgrades.ws.on_upgrade(upgrade, |mut socket| async move {
+            while let Some(Ok(_)) = socket.recv().await {}
+        });
+        upgrades.entered.notify_one();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        res
+    }
+
+    let drain = Drain::new();
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let app = Router::new().route("/ws", get(slow)).with_state(Upgrades {
+        ws: WebSocketDrain::new(drain.signal()),
+        entered: entered.clone(),
+    });
+    let (addr, _server) = serve(&drain, app).await;
+
+    let client = tokio::spawn(tokio_tungstenite::connect_async(format!("ws://{addr}/ws")));
+    within("the handler", entered.notified()).await;
+    let shutdown = tokio::spawn({
+        let drain = drain.clone();
+        async move { drain.shutdown(Duration::from_secs(30)).await }
+    });
+    let (mut client, res) = within("the handshake", client)
+        .await
+        .unwrap()
+        .expect("a handshake the client accepts");
+    assert_eq!(res.headers()["connection"], "upgrade");
+    // Then the drain closes the socket, and the client answers.
+    match within("the Close", client.next()).await {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Away),
+        other => panic!("{other:?}"),
+    }
+    assert!(within("the end", client.next()).await.is_none());
+    let report = within("the drain", shutdown).await.unwrap();
+    assert_eq!(
+        (
+            report.in_flight_at_trip(),
+            report.ended_early(),
+            report.cut()
+        ),
+        (2, 1, 0),
+        "{report}"
+    );
+}

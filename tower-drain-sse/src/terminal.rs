@@ -155,20 +155,30 @@ impl Config {
     }
 
     /// The reason of the Close frame that ends a WebSocket: the terminal
-    /// frame's JSON (or the custom frame, as text), cut at a character
-    /// boundary to the 123 bytes a Close frame's reason may have.
+    /// frame's JSON (or its `data`, or the custom frame, as text), in the 123
+    /// bytes a Close frame's reason may have. The JSON stays JSON: a message
+    /// too long for it is shortened, not the object; anything else is cut
+    /// at a character boundary.
     pub(crate) fn close_reason(&self, end: &StreamEnd<'_>) -> String {
-        let frame = match &self.custom {
-            Some(custom) => custom(end),
-            None => self.ndjson.clone(),
-        };
-        let text = String::from_utf8_lossy(&frame);
-        let text = text.trim_end_matches(['\r', '\n']);
-        let mut len = text.len().min(MAX_CLOSE_REASON);
-        while !text.is_char_boundary(len) {
-            len -= 1;
+        if let Some(custom) = &self.custom {
+            return cut_to_reason(&String::from_utf8_lossy(&custom(end))).to_owned();
         }
-        text[..len].to_owned()
+        let spec = &self.spec;
+        if spec.data.is_none() {
+            let mut message = cut_to_reason(&spec.message);
+            loop {
+                let json = end_json(&spec.reason, message);
+                if json.len() <= MAX_CLOSE_REASON {
+                    return json;
+                }
+                match message.char_indices().next_back() {
+                    Some((last, _)) => message = &message[..last],
+                    // The reason alone is too long: cut like any text.
+                    None => break,
+                }
+            }
+        }
+        cut_to_reason(&String::from_utf8_lossy(&self.ndjson)).to_owned()
     }
 
     /// Whether anything reads what a stream sent (a hook or a custom frame):
@@ -190,12 +200,7 @@ impl Config {
         let data = match &spec.data {
             Some(data) => data.as_str(),
             None => {
-                // Written by hand for the field order; serde_json escapes the values.
-                json = format!(
-                    r#"{{"type":"end","reason":{},"message":{}}}"#,
-                    serde_json::Value::from(spec.reason.as_str()),
-                    serde_json::Value::from(spec.message.as_str()),
-                );
+                json = end_json(&spec.reason, &spec.message);
                 &json
             }
         };
@@ -219,6 +224,27 @@ impl Config {
 
         self.grpc = tower_drain::grpc::unavailable(&spec.message);
     }
+}
+
+/// The terminal frame's JSON object.
+fn end_json(reason: &str, message: &str) -> String {
+    // Written by hand for the field order; serde_json escapes the values.
+    format!(
+        r#"{{"type":"end","reason":{},"message":{}}}"#,
+        serde_json::Value::from(reason),
+        serde_json::Value::from(message),
+    )
+}
+
+/// `text` without its line end, cut at a character boundary to the longest
+/// reason a Close frame has room for.
+fn cut_to_reason(text: &str) -> &str {
+    let text = text.trim_end_matches(['\r', '\n']);
+    let mut len = text.len().min(MAX_CLOSE_REASON);
+    while !text.is_char_boundary(len) {
+        len -= 1;
+    }
+    &text[..len]
 }
 
 /// `s` with line breaks replaced by spaces: it must stay one line.

@@ -28,6 +28,33 @@ const FLAGS: &[&str] = &[
     "--disable-sync",
 ];
 
+/// Run in a page before its own scripts: records, in `window.watched`,
+/// every `EventSource` the page opens (`sources`, the objects themselves)
+/// and every `WebSocket` (`sockets`: `{url, opened, code, reason}`, the
+/// code and reason of its `close` event). It only watches: each behaves as
+/// the browser's own.
+const WATCH: &str = r#"(() => {
+  const watched = { sources: [], sockets: [] };
+  window.watched = watched;
+  const NativeEventSource = window.EventSource;
+  window.EventSource = class extends NativeEventSource {
+    constructor(...args) {
+      super(...args);
+      watched.sources.push(this);
+    }
+  };
+  const NativeWebSocket = window.WebSocket;
+  window.WebSocket = class extends NativeWebSocket {
+    constructor(...args) {
+      super(...args);
+      const seen = { url: this.url, opened: false, code: null, reason: null };
+      watched.sockets.push(seen);
+      this.addEventListener("open", () => { seen.opened = true; });
+      this.addEventListener("close", (e) => { seen.code = e.code; seen.reason = e.reason; });
+    }
+  };
+})();"#;
+
 /// One headless Chromium, ours: closed (and, failing that, killed by its
 /// pid) when dropped.
 pub(crate) struct Browser {
@@ -67,6 +94,19 @@ impl Browser {
 
     pub(crate) async fn open(&self, url: &str) -> Page {
         self.cdp.new_page(url).await.expect("the page opens")
+    }
+
+    /// Opens `url` with [`WATCH`] run before the page's own scripts, so
+    /// that a test can read `watched` (what the page's connections did)
+    /// whatever the page keeps in its own scope.
+    pub(crate) async fn open_watched(&self, url: &str) -> Page {
+        let page = self.open("about:blank").await;
+        page.evaluate_on_new_document(WATCH)
+            .await
+            .expect("the watcher is installed");
+        page.goto(url).await.expect("the page opens");
+        page.wait_for_navigation().await.expect("the page loads");
+        page
     }
 
     /// Closes the browser and waits (bounded) for its process; kills it by

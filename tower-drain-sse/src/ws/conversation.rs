@@ -42,9 +42,10 @@ pin_project! {
         seen_trip: bool,
         // The Close the drain has still to send.
         close: Option<u16>,
-        // The drain sent `1001 Going Away`: if the socket then closes before
-        // the deadline, it ended early.
+        // The drain sent `1001 Going Away`, and the client answered with its
+        // Close: if that is before the deadline, the socket ended early.
         going_away: bool,
+        answered: bool,
         shared: Arc<Mutex<Shared<S>>>,
         // `None` once the conversation is over.
         work: Option<Work>,
@@ -66,6 +67,7 @@ impl<S: Socket, F> Conversation<S, F> {
             seen_trip: false,
             close: None,
             going_away: false,
+            answered: false,
             shared,
             work: Some(work),
             config,
@@ -128,8 +130,11 @@ impl<S: Socket, F: Future<Output = ()>> Future for Conversation<S, F> {
                 if !shared.close_queued {
                     *this.close = Some(NORMAL);
                 }
-            } else if !shared.mid_message
-                && trip_is_over(this.tripped, this.grace, this.seen_trip, this.config, cx)
+            } else if trip_is_over(this.tripped, this.grace, this.seen_trip, this.config, cx)
+                // Polled first, so that the trip wakes this task even while
+                // the application is inside a message; the application's
+                // last frame wakes it then.
+                && !shared.mid_message
             {
                 shared.take_over();
                 if !shared.close_queued {
@@ -152,7 +157,12 @@ impl<S: Socket, F: Future<Output = ()>> Future for Conversation<S, F> {
             };
             let closed = match shared.socket.as_mut() {
                 Some(socket) => {
-                    drive_close(socket, this.close, this.going_away, &reason, cx).is_ready()
+                    let mut closing = Closing {
+                        close: this.close,
+                        going_away: this.going_away,
+                        answered: this.answered,
+                    };
+                    closing.drive(socket, &reason, cx).is_ready()
                 }
                 None => true,
             };
@@ -166,11 +176,17 @@ impl<S: Socket, F: Future<Output = ()>> Future for Conversation<S, F> {
         }
         let seen = seen(&shared);
         drop(shared);
-        if let Some(work) = this.work.take() {
-            if *this.going_away {
+        if let Some(mut work) = this.work.take() {
+            if *this.going_away && *this.answered {
+                // Decided before the hook runs: a slow hook (or one that
+                // panics) cannot turn the clean end into a cut.
+                let ending = if work.end_early() {
+                    Ending::Early
+                } else {
+                    Ending::Cut
+                };
                 this.config
-                    .ended(&StreamEnd::new(Framing::WebSocket, Ending::Early, &seen));
-                work.end_early();
+                    .ended(&StreamEnd::new(Framing::WebSocket, ending, &seen));
             }
         }
         Poll::Ready(())
@@ -202,44 +218,52 @@ fn trip_is_over(
     }
 }
 
-/// Sends the drain's Close if it has one to send, flushes, and reads (and
-/// drops) what the client sends until its Close, or until the socket ends
-/// or fails. Ready once the socket is done with.
-fn drive_close<S: Socket>(
-    socket: &mut S,
-    close: &mut Option<u16>,
-    going_away: &mut bool,
-    reason: &str,
-    cx: &mut Context<'_>,
-) -> Poll<()> {
-    if let Some(code) = *close {
-        match Pin::new(&mut *socket).poll_ready(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(Err(_)) => return Poll::Ready(()),
-            Poll::Ready(Ok(())) => {}
+/// The close handshake, as the drain drives it.
+struct Closing<'a> {
+    /// The Close the drain has still to send.
+    close: &'a mut Option<u16>,
+    /// The drain's Close was `1001 Going Away`.
+    going_away: &'a mut bool,
+    /// The client's Close has arrived since.
+    answered: &'a mut bool,
+}
+
+impl Closing<'_> {
+    /// Sends the drain's Close if it has one to send, flushes, and reads
+    /// (and drops) what the client sends until its Close, or until the
+    /// socket ends or fails. Ready once the socket is done with.
+    fn drive<S: Socket>(&mut self, socket: &mut S, reason: &str, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(code) = *self.close {
+            match Pin::new(&mut *socket).poll_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Ready(Ok(())) => {}
+            }
+            if Pin::new(&mut *socket)
+                .start_send(S::close_message(code, reason))
+                .is_err()
+            {
+                return Poll::Ready(());
+            }
+            *self.close = None;
+            *self.going_away = code == GOING_AWAY;
         }
-        if Pin::new(&mut *socket)
-            .start_send(S::close_message(code, reason))
-            .is_err()
-        {
+        if let Poll::Ready(Err(_)) = Pin::new(&mut *socket).poll_flush(cx) {
             return Poll::Ready(());
         }
-        *close = None;
-        *going_away = code == GOING_AWAY;
-    }
-    if let Poll::Ready(Err(_)) = Pin::new(&mut *socket).poll_flush(cx) {
-        return Poll::Ready(());
-    }
-    for _ in 0..READ_BUDGET {
-        match Pin::new(&mut *socket).poll_next(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(Some(Ok(_))) => {}
-            Poll::Ready(Some(Err(_)) | None) => return Poll::Ready(()),
+        for _ in 0..READ_BUDGET {
+            match Pin::new(&mut *socket).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(message))) => {
+                    *self.answered |= S::describe(&message).close;
+                }
+                Poll::Ready(Some(Err(_)) | None) => return Poll::Ready(()),
+            }
         }
+        // A client that keeps sending: let the runtime run others first.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
-    // A client that keeps sending: let the runtime run others first.
-    cx.waker().wake_by_ref();
-    Poll::Pending
 }
 
 /// What the application sent, as the stream-end hook sees it.

@@ -186,6 +186,12 @@ impl<S: Socket> Sink<S::Message> for DrainWebSocket<S> {
         };
         Pin::new(socket).start_send(message)?;
         if let Some(len) = described.data {
+            if shared.mid_message && described.ends_message {
+                // The drain may be waiting for this message's end to close.
+                if let Some(driver) = &shared.driver {
+                    driver.wake_by_ref();
+                }
+            }
             shared.mid_message = !described.ends_message;
             shared.messages += u64::from(described.ends_message);
             shared.bytes += len as u64;

@@ -45,6 +45,11 @@ struct Server {
 
 impl Server {
     async fn start(grace: Duration) -> Self {
+        Self::start_with(grace, Duration::ZERO).await
+    }
+
+    /// With a hook that takes `hook_time` (saving partial output).
+    async fn start_with(grace: Duration, hook_time: Duration) -> Self {
         let drain = Drain::new();
         let ends = Ends::default();
         let ws = WebSocketDrain::new(drain.signal())
@@ -52,6 +57,7 @@ impl Server {
             .on_stream_end({
                 let ends = ends.clone();
                 move |end| {
+                    std::thread::sleep(hook_time);
                     ends.lock()
                         .unwrap()
                         .push((end.ending(), end.events(), end.bytes()))
@@ -362,6 +368,93 @@ async fn the_grace_lets_a_socket_run_on_after_the_trip() {
     );
 }
 
+#[tokio::test]
+async fn a_client_that_goes_away_without_answering_the_close_is_not_counted_ended_early() {
+    let server = Server::start(Duration::ZERO).await;
+    let mut client = server.connect("/tokens").await;
+    let shutdown = tokio::spawn({
+        let drain = server.drain.clone();
+        async move { drain.shutdown(Duration::from_secs(30)).await }
+    });
+    let frame = close_frame(&mut client).await.expect("a code");
+    assert_going_away(&frame);
+    // Gone, without the Close that would answer it.
+    drop(client);
+    let report = within("the drain", shutdown).await.unwrap();
+    assert_eq!(
+        (report.ended_early(), report.completed(), report.cut()),
+        (0, 1, 0),
+        "{report}"
+    );
+    assert!(server.ends().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_hook_does_not_turn_a_clean_close_into_a_cut() {
+    let server = Server::start_with(Duration::ZERO, Duration::from_millis(300)).await;
+    let mut client = server.connect("/echo").await;
+    // The deadline passes while the hook saves.
+    let shutdown = tokio::spawn({
+        let drain = server.drain.clone();
+        async move { drain.shutdown(Duration::from_millis(100)).await }
+    });
+    assert_going_away(&close_frame(&mut client).await.expect("a code"));
+    assert!(within("the end", client.next()).await.is_none());
+    let report = within("the drain", shutdown).await.unwrap();
+    assert_eq!((report.ended_early(), report.cut()), (1, 0), "{report}");
+    assert_eq!(server.ends(), [(Ending::Early, 0, 0)]);
+}
+
+/// The drain waits for a fragmented message's end before its Close, and
+/// the end, sent from another task, wakes it.
+#[cfg(feature = "tungstenite")]
+#[tokio::test]
+async fn a_message_finished_from_another_task_is_followed_by_the_close_at_once() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+
+    let drain = Drain::new();
+    let ws = WebSocketDrain::new(drain.signal());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tripped, mid_message) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let admitted = ws.admit().unwrap();
+        let socket = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        admitted
+            .run(socket, |mut socket| async move {
+                let sender = tokio::spawn(async move {
+                    let first = Frame::message("hello, ", OpCode::Data(Data::Text), false);
+                    socket.send(Received::Frame(first)).await.unwrap();
+                    let _ = mid_message.await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let last = Frame::message("world", OpCode::Data(Data::Continue), true);
+                    socket.send(Received::Frame(last)).await.unwrap();
+                    assert!(socket.recv().await.is_none());
+                });
+                sender.await.unwrap();
+            })
+            .await;
+    });
+    let (mut client, _) = connect_async(format!("ws://{addr}/")).await.unwrap();
+    // A deadline longer than the hang bound: only a prompt Close passes.
+    let shutdown = tokio::spawn({
+        let drain = drain.clone();
+        async move { drain.shutdown(Duration::from_secs(60)).await }
+    });
+    while !drain.is_tripped() {
+        tokio::task::yield_now().await;
+    }
+    tripped.send(()).unwrap();
+    let whole = within("the message", client.next()).await.unwrap().unwrap();
+    assert_eq!(whole, Received::text("hello, world"));
+    assert_going_away(&close_frame(&mut client).await.expect("a code"));
+    assert!(within("the end", client.next()).await.is_none());
+    let report = within("the drain", shutdown).await.unwrap();
+    assert_eq!((report.ended_early(), report.cut()), (1, 0), "{report}");
+}
+
 /// A bare tokio-tungstenite server, no axum: the count taken before the
 /// handshake's answer, the socket run once upgraded.
 #[cfg(feature = "tungstenite")]
@@ -413,24 +506,38 @@ async fn tokio_tungstenite_sockets_are_drained_too() {
 }
 
 #[test]
-fn a_long_close_reason_is_cut_to_123_bytes_at_a_character_boundary() {
+fn a_long_close_reason_stays_json_within_123_bytes() {
     let drain = Drain::new();
-    let ws = WebSocketDrain::new(drain.signal()).message("é".repeat(100));
     let seen = crate::framing::Seen::default();
     let end = crate::StreamEnd::new(crate::Framing::WebSocket, Ending::Early, &seen);
-    let reason = ws.config.close_reason(&end);
-    assert!(
-        reason.len() <= 123 && reason.len() >= 122,
-        "{}",
-        reason.len()
-    );
-    assert!(reason.starts_with(r#"{"type":"end","reason":"server_shutdown","message":"éé"#));
-    // The default fits whole, and is JSON.
-    let reason = WebSocketDrain::new(drain.signal())
-        .config
-        .close_reason(&end);
-    let json: serde_json::Value = serde_json::from_str(&reason).unwrap();
+    let reason = |ws: WebSocketDrain| ws.config.close_reason(&end);
+    // The default fits whole.
+    let whole = reason(WebSocketDrain::new(drain.signal()));
+    let json: serde_json::Value = serde_json::from_str(&whole).unwrap();
     assert_eq!(json["reason"], "server_shutdown");
+    assert!(json["message"]
+        .as_str()
+        .unwrap()
+        .ends_with("reconnect to resume"));
+    // A long message is shortened, at a character boundary, and escapes are
+    // never split: the reason is still JSON.
+    for message in ["é".repeat(100), "\"".repeat(60), "x".repeat(1000)] {
+        let reason = reason(WebSocketDrain::new(drain.signal()).message(message.clone()));
+        assert!(reason.len() <= 123, "{}", reason.len());
+        let json: serde_json::Value = serde_json::from_str(&reason).unwrap();
+        assert_eq!(json["type"], "end");
+        let kept = json["message"].as_str().unwrap();
+        assert!(!kept.is_empty() && message.starts_with(kept), "{kept:?}");
+    }
+    // Other text is cut at a character boundary.
+    let data = reason(WebSocketDrain::new(drain.signal()).data("é".repeat(100)));
+    assert_eq!(data, "é".repeat(61));
+    // A custom frame, shared from an SSE layer, is asked for a WebSocket's.
+    let layer = crate::SseDrainLayer::new(drain.signal()).frame_with(|end| match end.framing() {
+        crate::Framing::WebSocket => bytes::Bytes::from_static(b"bye"),
+        _ => bytes::Bytes::from_static(b"event: bye\ndata: bye\n\n"),
+    });
+    assert_eq!(reason(WebSocketDrain::from(&layer)), "bye");
 }
 
 mod trips_at_random_points {

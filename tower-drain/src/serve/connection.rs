@@ -3,6 +3,7 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::pin;
+use std::sync::atomic::Ordering::Acquire;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::linger::{hyper_polling, Linger, Protocol};
+use super::upgrade::UpgradeWatch;
 use crate::state::Handle;
 use crate::BoxError;
 
@@ -115,6 +117,13 @@ pub(super) async fn serve<I, S, B>(
     // preface) would hold the connection forever.
     let mut undecided = pin!(settings.header_read_timeout.map(tokio::time::sleep));
     let mut shut = false;
+    let service = UpgradeWatch::new(service);
+    // An HTTP/1 connection waiting for an upgrade's answer is not closed
+    // gracefully: hyper would make its `101` say `Connection: upgrade,
+    // close`, which clients reject. Answered with a `101`, it becomes the
+    // application's; answered otherwise after the trip, `DrainLayer`'s
+    // `Connection: close` closes it, and so does the next loop here.
+    let upgrading = service.pending();
     let mut connection =
         pin!(builder
             .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service)));
@@ -131,7 +140,8 @@ pub(super) async fn serve<I, S, B>(
             Phase::Tripped => protocol == Some(Protocol::Http2),
             Phase::MovingOff | Phase::Closing => protocol.is_some(),
         };
-        if close && !shut {
+        let deferred = close && protocol == Some(Protocol::Http1) && upgrading.load(Acquire);
+        if close && !shut && !deferred {
             shut = true;
             connection.as_mut().graceful_shutdown();
         }
@@ -149,6 +159,11 @@ pub(super) async fn serve<I, S, B>(
         let step = poll_fn(|cx| {
             if let Poll::Ready(result) = hyper_polling(id, || connection.as_mut().poll(cx)) {
                 return Poll::Ready(Step::Ended(result));
+            }
+            // The upgrade was answered without a `101` (in the poll above,
+            // which runs the service): the connection can be closed now.
+            if deferred && !upgrading.load(Acquire) {
+                return Poll::Ready(Step::PhaseChanged);
             }
             if protocol.is_none() {
                 if let Poll::Ready(read) = decided.as_mut().poll(cx) {

@@ -97,6 +97,7 @@
 mod connection;
 mod linger;
 mod listener;
+mod upgrade;
 
 pub use self::listener::Listener;
 

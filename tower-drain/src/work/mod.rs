@@ -111,13 +111,19 @@ impl Work {
         }
     }
 
-    /// Ends work that the drain ended early, cleanly: a WebSocket closed
-    /// with `1001 Going Away` at the trip, whose client answered. The
-    /// [report](crate::DrainReport::ended_early) counts it as ended early
-    /// rather than completed; past the deadline it counts as cut, as any
-    /// work dropped then.
-    pub fn end_early(mut self) {
-        self.early = true;
+    /// Records that the drain ended this work early, cleanly (a WebSocket
+    /// closed with `1001 Going Away` whose client answered): once the guard
+    /// is dropped, the [report](crate::DrainReport::ended_early) counts it
+    /// as ended early rather than completed. Returns whether it will: past
+    /// the deadline the work counts as cut instead, as any work dropped
+    /// then. The decision is taken here, so that what the holder does
+    /// before it drops the guard (saving partial output) cannot turn it into
+    /// a cut.
+    pub fn end_early(&mut self) -> bool {
+        if !self.guard.is_past_deadline() {
+            self.early = true;
+        }
+        self.early
     }
 }
 
@@ -131,11 +137,11 @@ impl Work {
 
 impl Drop for Work {
     fn drop(&mut self) {
-        if !self.finished && self.guard.is_past_deadline() {
-            self.guard.record_cut();
-        } else if self.early {
+        if self.early {
             // The guard is alive: its slot still serves this drain.
             self.guard.slot().count_ended_early();
+        } else if !self.finished && self.guard.is_past_deadline() {
+            self.guard.record_cut();
         }
     }
 }

@@ -168,9 +168,34 @@ async fn refused_work_is_not_counted_as_a_refused_request() {
 #[tokio::test]
 async fn work_ended_early_is_reported_as_ended_early_unless_the_deadline_cut_it() {
     let drain = Drain::new();
-    let work = drain.signal().work().unwrap();
+    let mut work = drain.signal().work().unwrap();
     drain.trip();
-    work.end_early();
+    assert!(work.end_early());
+    // Decided: a deadline that passes before the guard is dropped does not
+    // make it a cut.
+    let shutdown = tokio::spawn({
+        let drain = drain.clone();
+        async move { drain.shutdown(Duration::ZERO).await }
+    });
+    while !drain.signal().is_forced() {
+        tokio::task::yield_now().await;
+    }
+    drop(work);
+    let report = shutdown.await.unwrap();
+    assert_eq!(
+        (
+            report.in_flight_at_trip(),
+            report.ended_early(),
+            report.cut()
+        ),
+        (1, 1, 0),
+        "{report}"
+    );
+    let drain = Drain::new();
+    let mut work = drain.signal().work().unwrap();
+    drain.trip();
+    assert!(work.end_early());
+    drop(work);
     let report = drain.shutdown(Duration::from_secs(30)).await;
     assert_eq!(
         (
@@ -189,7 +214,8 @@ async fn work_ended_early_is_reported_as_ended_early_unless_the_deadline_cut_it(
         async move { drain.shutdown(Duration::ZERO).await }
     });
     work.deadline().await;
-    work.end_early();
+    assert!(!work.end_early());
+    drop(work);
     let report = shutdown.await.unwrap();
     assert_eq!((report.ended_early(), report.cut()), (0, 1), "{report}");
 }
