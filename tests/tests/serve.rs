@@ -836,3 +836,45 @@ async fn a_websocket_upgrade_answered_after_the_trip_completes_its_handshake() {
         "{report}"
     );
 }
+
+/// A `CONNECT` tunnel answered `200` after the trip is a handshake too: its
+/// answer says nothing of `close`.
+#[tokio::test]
+async fn a_connect_tunnel_answered_after_the_trip_keeps_its_connection() {
+    let drain = Drain::new();
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let app = Router::new().fallback({
+        let entered = entered.clone();
+        move || async move {
+            entered.notify_one();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            StatusCode::OK
+        }
+    });
+    let (addr, _server) = serve(&drain, app).await;
+
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    socket
+        .write_all(b"CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n")
+        .await
+        .unwrap();
+    within("the handler", entered.notified()).await;
+    let shutdown = tokio::spawn({
+        let drain = drain.clone();
+        async move { drain.shutdown(Duration::from_secs(30)).await }
+    });
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0];
+        within("the answer", socket.read_exact(&mut byte))
+            .await
+            .unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("close"), "{head}");
+    drop(socket);
+    let report = within("the drain", shutdown).await.unwrap();
+    assert_eq!(report.in_flight_at_trip(), 1, "{report}");
+}

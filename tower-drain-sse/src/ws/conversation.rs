@@ -42,10 +42,10 @@ pin_project! {
         seen_trip: bool,
         // The Close the drain has still to send.
         close: Option<u16>,
-        // The drain sent `1001 Going Away`, and the client answered with its
-        // Close: if that is before the deadline, the socket ended early.
+        // The drain sent `1001 Going Away`: if the socket then closes before
+        // the deadline (the client answered, or went away), it ended early,
+        // as a stream whose terminal frame went out.
         going_away: bool,
-        answered: bool,
         shared: Arc<Mutex<Shared<S>>>,
         // `None` once the conversation is over.
         work: Option<Work>,
@@ -67,7 +67,6 @@ impl<S: Socket, F> Conversation<S, F> {
             seen_trip: false,
             close: None,
             going_away: false,
-            answered: false,
             shared,
             work: Some(work),
             config,
@@ -160,7 +159,6 @@ impl<S: Socket, F: Future<Output = ()>> Future for Conversation<S, F> {
                     let mut closing = Closing {
                         close: this.close,
                         going_away: this.going_away,
-                        answered: this.answered,
                     };
                     closing.drive(socket, &reason, cx).is_ready()
                 }
@@ -177,7 +175,7 @@ impl<S: Socket, F: Future<Output = ()>> Future for Conversation<S, F> {
         let seen = seen(&shared);
         drop(shared);
         if let Some(mut work) = this.work.take() {
-            if *this.going_away && *this.answered {
+            if *this.going_away {
                 // Decided before the hook runs: a slow hook (or one that
                 // panics) cannot turn the clean end into a cut.
                 let ending = if work.end_early() {
@@ -224,8 +222,6 @@ struct Closing<'a> {
     close: &'a mut Option<u16>,
     /// The drain's Close was `1001 Going Away`.
     going_away: &'a mut bool,
-    /// The client's Close has arrived since.
-    answered: &'a mut bool,
 }
 
 impl Closing<'_> {
@@ -254,9 +250,7 @@ impl Closing<'_> {
         for _ in 0..READ_BUDGET {
             match Pin::new(&mut *socket).poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(message))) => {
-                    *self.answered |= S::describe(&message).close;
-                }
+                Poll::Ready(Some(Ok(_))) => {}
                 Poll::Ready(Some(Err(_)) | None) => return Poll::Ready(()),
             }
         }

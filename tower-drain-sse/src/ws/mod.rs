@@ -69,8 +69,9 @@
 //! - reaches the same [`on_stream_end`](WebSocketDrain::on_stream_end) hook
 //!   as the SSE layer's streams ([`Framing::WebSocket`](crate::Framing)):
 //!   data messages the handler sent, their bytes, and whether the socket
-//!   ended early (the client answered the Close before the deadline) or was
-//!   cut, so that partial output can be saved.
+//!   ended early (it closed after the drain's Close, before the deadline:
+//!   the client answered, or went away) or was cut, so that partial output
+//!   can be saved. The report counts it the same way.
 //!
 //! A handler that lets go of its socket (returns, or drops it) while it is
 //! open has it closed with `1000 Normal Closure`: that conversation ended by
@@ -147,9 +148,10 @@ impl WebSocketDrain {
         self
     }
 
-    /// Called once for every socket the drain ends: closed with `1001` and
-    /// answered by the client before the deadline
-    /// ([`Ending::Early`](crate::Ending::Early)), or dropped at the deadline
+    /// Called once for every socket the drain ends: closed after the
+    /// drain's `1001`, before the deadline (the client answered, or went
+    /// away: [`Ending::Early`](crate::Ending::Early)), or dropped at the
+    /// deadline
     /// ([`Ending::Cut`](crate::Ending::Cut)). [`StreamEnd::events`] is the
     /// data messages the handler sent, [`StreamEnd::bytes`] their payload.
     /// Never for a socket that ended by itself.

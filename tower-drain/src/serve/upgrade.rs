@@ -1,7 +1,8 @@
-//! Which HTTP/1 connections are in the middle of an upgrade: those are not
-//! closed gracefully, since hyper would then add `close` to the `Connection`
-//! header of their `101`, and clients (tokio-tungstenite, browsers) reject
-//! a handshake whose `Connection` is not `upgrade` alone.
+//! Which HTTP/1 connections are in the middle of an upgrade (an `Upgrade`
+//! request, or a `CONNECT` tunnel): those are not closed gracefully, since
+//! hyper would then add `close` to the `Connection` header of their `101`
+//! (or `2xx` tunnel), and clients (tokio-tungstenite, browsers) reject a
+//! handshake whose `Connection` is not `upgrade` alone.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::header::UPGRADE;
-use http::{Request, Response, StatusCode, Version};
+use http::{Method, Request, Response, StatusCode, Version};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
@@ -53,10 +54,15 @@ where
 
     #[inline]
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let upgrade = req.version() == Version::HTTP_11 && req.headers().contains_key(UPGRADE);
+        // hyper takes a `2xx` to `CONNECT` for an upgrade too (a tunnel).
+        let upgrade = req.version() == Version::HTTP_11
+            && (req.headers().contains_key(UPGRADE) || req.method() == Method::CONNECT);
         let pending = upgrade.then(|| {
             self.pending.store(true, Ordering::Release);
-            self.pending.clone()
+            Pending {
+                flag: self.pending.clone(),
+                connect: req.method() == Method::CONNECT,
+            }
         });
         UpgradeFuture {
             inner: self.inner.call(req),
@@ -72,8 +78,16 @@ pin_project! {
     pub(super) struct UpgradeFuture<F> {
         #[pin]
         inner: F,
-        pending: Option<Arc<AtomicBool>>,
+        pending: Option<Pending>,
     }
+}
+
+/// An upgrade waiting for its answer.
+#[derive(Debug)]
+pub(super) struct Pending {
+    flag: Arc<AtomicBool>,
+    /// A `CONNECT`, which a `2xx` upgrades; anything else needs a `101`.
+    connect: bool,
 }
 
 impl<F, ResBody, E> Future for UpgradeFuture<F>
@@ -87,10 +101,13 @@ where
         let this = self.project();
         let output = std::task::ready!(this.inner.poll(cx));
         if let Some(pending) = this.pending.take() {
-            let upgraded =
-                matches!(&output, Ok(res) if res.status() == StatusCode::SWITCHING_PROTOCOLS);
+            let upgraded = match &output {
+                Ok(res) if pending.connect => res.status().is_success(),
+                Ok(res) => res.status() == StatusCode::SWITCHING_PROTOCOLS,
+                Err(_) => false,
+            };
             if !upgraded {
-                pending.store(false, Ordering::Release);
+                pending.flag.store(false, Ordering::Release);
             }
         }
         Poll::Ready(output)

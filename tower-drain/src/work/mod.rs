@@ -119,8 +119,11 @@ impl Work {
     /// then. The decision is taken here, so that what the holder does
     /// before it drops the guard (saving partial output) cannot turn it into
     /// a cut.
+    ///
+    /// Only work in flight at the trip can end early: before the trip this
+    /// records nothing, and returns `false` (the work counts as completed).
     pub fn end_early(&mut self) -> bool {
-        if !self.guard.is_past_deadline() {
+        if self.guard.is_tripped() && !self.guard.is_past_deadline() {
             self.early = true;
         }
         self.early

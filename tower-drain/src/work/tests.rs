@@ -218,4 +218,23 @@ async fn work_ended_early_is_reported_as_ended_early_unless_the_deadline_cut_it(
     drop(work);
     let report = shutdown.await.unwrap();
     assert_eq!((report.ended_early(), report.cut()), (0, 1), "{report}");
+
+    // Before the trip nothing ends early: the work completed.
+    let drain = Drain::new();
+    let mut before = drain.signal().work().unwrap();
+    assert!(!before.end_early());
+    drop(before);
+    let across = drain.signal().work().unwrap();
+    drain.trip();
+    drop(across);
+    let report = drain.shutdown(Duration::from_secs(30)).await;
+    assert_eq!(
+        (
+            report.in_flight_at_trip(),
+            report.completed(),
+            report.ended_early()
+        ),
+        (1, 1, 0),
+        "{report}"
+    );
 }
