@@ -257,6 +257,39 @@ fn chat_example(addr: &str, partial: &str) -> Process {
     .0
 }
 
+/// SIGTERM to the example in the middle of the page's answer: the page
+/// shows the drain's notice once, and the example exits 0 with the stream
+/// ended early. Returns the ids of the tokens the page had then.
+async fn stop_mid_answer(page: &chromiumoxide::Page, server: Process) -> Vec<usize> {
+    server.sigterm();
+    let shown: String =
+        browser::wait_for(page, "the notice", NOTICE, |text: &String| !text.is_empty()).await;
+    assert!(
+        shown.starts_with("The server is restarting; reconnecting resumes your answer"),
+        "the notice, once, from the terminal frame: {shown}"
+    );
+    let (status, _, report) = tokio::task::block_in_place(|| server.exit());
+    assert!(status.success(), "{report}");
+    assert!(report.contains("1 ended early"), "{report}");
+    browser::eval(page, SHOWN_IDS).await
+}
+
+/// The page ends up with the whole answer, tokens `0..tokens`, each once
+/// and in order, although the restart came mid-answer (at `cut_at`).
+async fn assert_whole_answer(page: &chromiumoxide::Page, tokens: usize, cut_at: &[usize]) {
+    let ids: Vec<usize> =
+        browser::wait_for(page, "the whole answer", SHOWN_IDS, |ids: &Vec<usize>| {
+            ids.len() >= tokens
+        })
+        .await;
+    assert!(cut_at.len() < tokens, "the restart came mid-answer");
+    assert_eq!(
+        ids,
+        (0..tokens).collect::<Vec<_>>(),
+        "every token once, in order: no gap, no duplicate"
+    );
+}
+
 /// The example itself, stopped and started again under an open page: the
 /// stream ends with the terminal frame at SIGTERM, the page says so, and
 /// once the server is back its `EventSource` reconnects with
@@ -273,34 +306,12 @@ async fn the_chat_example_resumes_its_answer_across_a_restart() {
     let page = browser.open(&format!("http://{addr}/?n={TOKENS}")).await;
     browser::wait_for::<Vec<usize>>(&page, "a few tokens", SHOWN_IDS, |ids| ids.len() >= 5).await;
 
-    server.sigterm();
-    let shown: String = browser::wait_for(&page, "the notice", NOTICE, |text: &String| {
-        !text.is_empty()
-    })
-    .await;
-    assert!(
-        shown.starts_with("The server is restarting; reconnecting resumes your answer"),
-        "the notice says it once: {shown}"
-    );
-    let (status, _, report) = tokio::task::block_in_place(|| server.exit());
-    assert!(status.success(), "{report}");
-    assert!(report.contains("1 ended early"), "{report}");
-    let cut_at: Vec<usize> = browser::eval(&page, SHOWN_IDS).await;
+    let cut_at = stop_mid_answer(&page, server).await;
     let shot = browser::screenshot(&page, "chat-example-restarting").await;
     eprintln!("screenshot: {}", shot.display());
 
     let server = chat_example(&addr, &partial);
-    let ids: Vec<usize> =
-        browser::wait_for(&page, "the whole answer", SHOWN_IDS, |ids: &Vec<usize>| {
-            ids.len() >= TOKENS
-        })
-        .await;
-    assert!(cut_at.len() < TOKENS, "the restart came mid-answer");
-    assert_eq!(
-        ids,
-        (0..TOKENS).collect::<Vec<_>>(),
-        "every token once, in order: no gap, no duplicate"
-    );
+    assert_whole_answer(&page, TOKENS, &cut_at).await;
     let shot = browser::screenshot(&page, "chat-example-resumed").await;
     eprintln!("screenshot: {}", shot.display());
     browser.close().await;
@@ -346,19 +357,7 @@ async fn the_chat_example_resumes_its_websocket_answer_across_a_restart() {
     let transport: String = browser::eval(&page, "document.body.dataset.transport").await;
     assert_eq!(transport, "ws");
 
-    server.sigterm();
-    let shown: String = browser::wait_for(&page, "the notice", NOTICE, |text: &String| {
-        !text.is_empty()
-    })
-    .await;
-    assert!(
-        shown.starts_with("The server is restarting; reconnecting resumes your answer"),
-        "the notice comes from the Close reason: {shown}"
-    );
-    let (status, _, report) = tokio::task::block_in_place(|| server.exit());
-    assert!(status.success(), "{report}");
-    assert!(report.contains("1 ended early"), "{report}");
-    let cut_at: Vec<usize> = browser::eval(&page, SHOWN_IDS).await;
+    let cut_at = stop_mid_answer(&page, server).await;
     let sockets: Vec<SocketSeen> = browser::eval(&page, "watched.sockets").await;
     let first = &sockets[0];
     assert_eq!(first.code, Some(1001), "{sockets:?}");
@@ -373,17 +372,7 @@ async fn the_chat_example_resumes_its_websocket_answer_across_a_restart() {
     eprintln!("screenshot: {}", shot.display());
 
     let server = chat_example(&addr, &partial);
-    let ids: Vec<usize> =
-        browser::wait_for(&page, "the whole answer", SHOWN_IDS, |ids: &Vec<usize>| {
-            ids.len() >= TOKENS
-        })
-        .await;
-    assert!(cut_at.len() < TOKENS, "the restart came mid-answer");
-    assert_eq!(
-        ids,
-        (0..TOKENS).collect::<Vec<_>>(),
-        "every token once, in order: no gap, no duplicate"
-    );
+    assert_whole_answer(&page, TOKENS, &cut_at).await;
     // The answer's own end: `done`, then the server's Close 1000.
     browser::wait_for::<bool>(
         &page,

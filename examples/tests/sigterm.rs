@@ -12,27 +12,13 @@ use http_body_util::BodyExt;
 use tower_drain_tests::{get_req, http1, within, HANG};
 
 mod common;
-use common::Process;
+use common::{count, Process};
 
 /// The `axum-streaming` example on a free port, with `env`.
 fn start(env: &[(&str, &str)]) -> (Process, SocketAddr) {
     let mut env = env.to_vec();
     env.push(("ADDR", "127.0.0.1:0"));
     Process::example(env!("CARGO_BIN_EXE_axum-streaming"), &env)
-}
-
-/// The number before `what` in the report line ("3 completed").
-fn count(report: &str, what: &str) -> usize {
-    let before = report
-        .split(what)
-        .next()
-        .filter(|before| before.len() < report.len())
-        .unwrap_or_else(|| panic!("no {what:?} in {report:?}"));
-    before
-        .rsplit(|c: char| !c.is_ascii_digit())
-        .find(|n| !n.is_empty())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no count before {what:?} in {report:?}"))
 }
 
 /// Opens a stream of `tokens` tokens and waits for its first one, so that it

@@ -17,7 +17,7 @@ use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
 use tower_drain_tests::within;
 
 mod common;
-use common::Process;
+use common::{count, Process};
 
 type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -48,20 +48,6 @@ fn token_id(message: Option<Result<Message, tokio_tungstenite::tungstenite::Erro
     };
     let token: serde_json::Value = serde_json::from_str(text.as_str()).expect("JSON");
     token["id"].as_u64().expect("an id")
-}
-
-/// The number before `what` in the report line ("3 completed").
-fn count(report: &str, what: &str) -> usize {
-    let before = report
-        .split(what)
-        .next()
-        .filter(|before| before.len() < report.len())
-        .unwrap_or_else(|| panic!("no {what:?} in {report:?}"));
-    before
-        .rsplit(|c: char| !c.is_ascii_digit())
-        .find(|n| !n.is_empty())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no count before {what:?} in {report:?}"))
 }
 
 fn partial_lines(path: &Path) -> Vec<serde_json::Value> {

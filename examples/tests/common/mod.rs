@@ -15,6 +15,20 @@ use std::time::{Duration, Instant};
 
 use tower_drain_tests::HANG;
 
+/// The number before `what` in the report line ("3 completed").
+pub(crate) fn count(report: &str, what: &str) -> usize {
+    let before = report
+        .split(what)
+        .next()
+        .filter(|before| before.len() < report.len())
+        .unwrap_or_else(|| panic!("no {what:?} in {report:?}"));
+    before
+        .rsplit(|c: char| !c.is_ascii_digit())
+        .find(|n| !n.is_empty())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count before {what:?} in {report:?}"))
+}
+
 /// A child process of this test.
 pub(crate) struct Process {
     child: Child,

@@ -368,6 +368,32 @@ async fn the_grace_lets_a_socket_run_on_after_the_trip() {
     );
 }
 
+#[tokio::test]
+async fn a_grace_or_deadline_of_zero_or_duration_max_ends_without_panicking() {
+    // A grace longer than any deadline: the deadline cuts the socket.
+    let server = Server::start(Duration::MAX).await;
+    let _client = server.connect("/echo").await;
+    let report = within(
+        "the drain",
+        server.drain.shutdown(Duration::from_millis(300)),
+    )
+    .await;
+    assert_eq!((report.cut(), report.ended_early()), (1, 0), "{report}");
+    assert_eq!(server.drain.in_flight(), 0);
+
+    // No deadline at all: the drain waits for the client's answer.
+    let server = Server::start(Duration::ZERO).await;
+    let mut client = server.connect("/echo").await;
+    let shutdown = tokio::spawn({
+        let drain = server.drain.clone();
+        async move { drain.shutdown(Duration::MAX).await }
+    });
+    assert_going_away(&close_frame(&mut client).await.expect("a code"));
+    assert!(within("the end", client.next()).await.is_none());
+    let report = within("the drain", shutdown).await.unwrap();
+    assert_eq!((report.cut(), report.ended_early()), (0, 1), "{report}");
+}
+
 /// The drain's Close went out and the socket ended before the deadline:
 /// ended early, as a stream whose terminal frame went out, and the hook
 /// gets to save what the client had, whether or not it answered.
